@@ -1,0 +1,82 @@
+"""Execute chapters top to bottom in place, save them with their outputs, and record how
+long each took.
+
+    python benchmarks/run_notebooks.py                      # every chapter
+    python benchmarks/run_notebooks.py notebooks/01_resnet.ipynb
+
+The kernel is the Python running this script (as for ``pytest --nbval-current-env``), the
+working directory is the notebook's folder, and timings go to
+``benchmarks/results/notebook_times.md``. Run it on a quiet machine: the times are what the
+README and the chapters quote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import torch
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "notebook_times.md"
+HEADER = ["notebook", "seconds", "threads", "torch", "measured"]
+
+
+def execute(path: Path, timeout: int = 1800) -> float:
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
+                            resources={"metadata": {"path": str(path.parent)}})
+    start = time.perf_counter()
+    client.execute()
+    seconds = time.perf_counter() - start
+    nbformat.write(nb, path)
+    return seconds
+
+
+def record(rows: dict) -> None:
+    existing = {}
+    if RESULTS.exists():
+        for line in RESULTS.read_text().splitlines():
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if len(cells) == len(HEADER) and cells[0].endswith(".ipynb"):
+                existing[cells[0]] = cells
+    existing.update(rows)
+    lines = [
+        "# Chapter execution times",
+        "",
+        "Written by `benchmarks/run_notebooks.py`: wall-clock seconds to execute each chapter",
+        f"top to bottom on {platform.machine()} with {os.cpu_count()} CPU cores, no GPU.",
+        "",
+        "| " + " | ".join(HEADER) + " |",
+        "|" + "---|" * len(HEADER),
+    ]
+    lines += ["| " + " | ".join(cells) + " |" for _, cells in sorted(existing.items())]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("notebooks", nargs="*", type=Path)
+    args = parser.parse_args()
+    paths = args.notebooks or sorted((ROOT / "notebooks").glob("*.ipynb"))
+    rows = {}
+    for path in paths:
+        path = path.resolve()
+        seconds = execute(path)
+        name = str(path.relative_to(ROOT))
+        rows[name] = [name, f"{seconds:.0f}", str(torch.get_num_threads()), torch.__version__,
+                      dt.date.today().isoformat()]
+        print(f"{name}: {seconds:.1f} s", flush=True)
+    record(rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
