@@ -1,0 +1,193 @@
+"""CBAM: Woo, Park, Lee, Kweon, "CBAM: Convolutional Block Attention Module",
+arXiv:1807.06521.
+
+CBAM refines a feature map F (C × H × W) twice, first *what* to look at, then *where*:
+
+    F'  = M_c(F)  ⊗ F      M_c(F)  = σ( MLP(AvgPool(F)) + MLP(MaxPool(F)) )     (C × 1 × 1)
+    F'' = M_s(F') ⊗ F'     M_s(F') = σ( f^{k×k}([AvgPool_c(F'); MaxPool_c(F')]) ) (1 × H × W)
+
+M_c is SE's channel gate with a second, max-pooled descriptor fed through the *same* MLP;
+M_s pools over channels instead of space (mean and max at each pixel, 2 × H × W) and a
+single k × k convolution (k = 7 in the paper) turns that into one weight per pixel. ⊗
+broadcasts: M_c over H × W, M_s over the channels. In a ResNet, CBAM sits where SE sits —
+after the block's last norm, before the residual addition — i.e. in the ``attn_layer`` slot
+of :class:`nets.resnet.ResNet`.
+
+Matching the authors' code (github.com/Jongchan/attention-module, ``MODELS/cbam.py``):
+their MLP layers have biases and their spatial gate is a 7×7 conv without bias followed by
+a one-channel BatchNorm, so CBAM-ResNet-50 has 28,089,624 parameters: SE-ResNet-50 plus
+2·49 + 2 = 100 per block. Their spatial gate concatenates [max; mean]; we keep the paper's
+[mean; max] (it only matters when loading their checkpoints). Their BN uses momentum 0.01
+and starts with γ = 0 (so M_s starts at σ(0) = 1/2); here the norm layer is injected and
+initialised by the host network like every other norm.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Callable, Optional
+
+import torch
+from torch import nn
+
+from .layers import ConvNormAct, check_image_batch, make_divisible
+from . import resnet
+
+__all__ = [
+    "ChannelAttention",
+    "SpatialAttention",
+    "CBAM",
+    "cbam_resnet18",
+    "cbam_resnet34",
+    "cbam_resnet50",
+    "cbam_resnet101",
+    "cbam_resnet152",
+]
+
+
+class ChannelAttention(nn.Module):
+    """CBAM's channel attention map ``M_c``: ``(N, C, H, W) -> (N, C, 1, 1)`` in (0, 1).
+
+    The shared MLP is two 1×1 convolutions with bias (``fc1``: C → C/r, ``fc2``: C/r → C),
+    the same parameters as the authors' two ``Linear`` layers. The hidden width is
+    ``make_divisible(channels / reduction, divisor)``, C / r rounded to a multiple of
+    ``divisor`` and at least ``divisor``. With the default ``divisor=1`` that is exactly the
+    authors' ``C // r`` for every ResNet width (C / 16 is a whole number there), but never
+    the zero channels that ``in_planes // 16`` gives for fewer than 16 channels (the source
+    notes also hard-coded that 16 and ignored their ``ratio`` argument). SE in ``nets``
+    rounds to multiples of 8 instead, as timm does; pass ``divisor=8`` for the same here.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        reduction: float = 16,
+        divisor: int = 1,
+        act_layer: Callable[..., nn.Module] = nn.ReLU,
+    ) -> None:
+        super().__init__()
+        if channels < 1:
+            raise ValueError(f"ChannelAttention needs at least 1 channel, got {channels}")
+        if reduction <= 0:
+            raise ValueError(f"reduction must be positive, got {reduction}")
+        self.channels = channels
+        self.hidden_channels = make_divisible(channels / reduction, divisor)
+        self.fc1 = nn.Conv2d(channels, self.hidden_channels, kernel_size=1, bias=True)
+        self.act = act_layer()
+        self.fc2 = nn.Conv2d(self.hidden_channels, channels, kernel_size=1, bias=True)
+
+    def mlp(self, z: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(z)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_image_batch(x, self.channels, owner="ChannelAttention")
+        avg = x.mean(dim=(2, 3), keepdim=True)                   # (N, C, 1, 1)
+        mx = x.amax(dim=(2, 3), keepdim=True)                    # (N, C, 1, 1)
+        return torch.sigmoid(self.mlp(avg) + self.mlp(mx))      # (N, C, 1, 1)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, hidden_channels={self.hidden_channels}"
+
+
+class SpatialAttention(nn.Module):
+    """CBAM's spatial attention map ``M_s``: ``(N, C, H, W) -> (N, 1, H, W)`` in (0, 1).
+
+    Mean and max over the channels give a 2-channel map; a ``kernel_size`` × ``kernel_size``
+    convolution (padding ``kernel_size // 2``, so H × W is kept; the paper compares 3 and 7
+    and prefers 7) followed by ``norm_layer`` (as in the authors' code; ``None`` for a
+    plain conv with bias) and a sigmoid gives one weight per pixel. Works for any number of
+    channels. The kernel must be odd: an even kernel cannot keep the size with symmetric
+    padding.
+    """
+
+    def __init__(
+        self,
+        kernel_size: int = 7,
+        norm_layer: Optional[Callable[..., nn.Module]] = nn.BatchNorm2d,
+    ) -> None:
+        super().__init__()
+        if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(
+                f"SpatialAttention needs an odd kernel_size (the paper uses 3 or 7) so that "
+                f"padding kernel_size // 2 keeps H x W; got {kernel_size!r}")
+        self.kernel_size = kernel_size
+        self.conv = ConvNormAct(2, 1, kernel_size, norm_layer=norm_layer, activation_layer=None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.dim() != 4:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"SpatialAttention expects a batch shaped (N, C, H, W), got {shape}")
+        pooled = torch.cat([x.mean(dim=1, keepdim=True),         # (N, 1, H, W)
+                            x.amax(dim=1, keepdim=True)], dim=1)  # (N, 2, H, W)
+        return torch.sigmoid(self.conv(pooled))                    # (N, 1, H, W)
+
+
+class CBAM(nn.Module):
+    """Convolutional Block Attention Module: channel attention, then spatial attention,
+    each multiplying the features. ``(N, C, H, W) -> (N, C, H, W)``, any H, W ≥ 1."""
+
+    def __init__(
+        self,
+        channels: int,
+        reduction: float = 16,
+        kernel_size: int = 7,
+        divisor: int = 1,
+        act_layer: Callable[..., nn.Module] = nn.ReLU,
+        norm_layer: Optional[Callable[..., nn.Module]] = nn.BatchNorm2d,
+    ) -> None:
+        super().__init__()
+        self.channels = channels
+        self.channel_attention = ChannelAttention(channels, reduction, divisor, act_layer)
+        self.spatial_attention = SpatialAttention(kernel_size, norm_layer)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_image_batch(x, self.channels, owner="CBAM")
+        x = x * self.channel_attention(x)    # (N, C, H, W) * (N, C, 1, 1): what
+        x = x * self.spatial_attention(x)    # (N, C, H, W) * (N, 1, H, W): where
+        return x
+
+
+def _cbam_resnet(builder: Callable[..., nn.Module], num_classes: int, reduction: float,
+                 kernel_size: int, kwargs: dict) -> resnet.ResNet:
+    if kwargs.get("weights") is not None:
+        raise ValueError(
+            "there are no pretrained CBAM-ResNet weights in torchvision; build without weights "
+            "and, to start from an ImageNet ResNet, load its state_dict with strict=False "
+            "(only the CBAM parameters stay missing)")
+    if "attn_layer" in kwargs:
+        raise ValueError("CBAM-ResNet builders set attn_layer themselves; use nets.resnet.ResNet "
+                         "for another attention module")
+    kwargs.pop("weights", None)  # weights=None: nothing to load
+    attn = partial(CBAM, reduction=reduction, kernel_size=kernel_size)
+    return builder(num_classes=num_classes, attn_layer=attn, **kwargs)
+
+
+def cbam_resnet18(*, num_classes: int = 1000, reduction: float = 16, kernel_size: int = 7,
+                  **kwargs: Any) -> resnet.ResNet:
+    """CBAM-ResNet-18: ResNet-18 with CBAM in each of its 8 basic blocks."""
+    return _cbam_resnet(resnet.resnet18, num_classes, reduction, kernel_size, kwargs)
+
+
+def cbam_resnet34(*, num_classes: int = 1000, reduction: float = 16, kernel_size: int = 7,
+                  **kwargs: Any) -> resnet.ResNet:
+    """CBAM-ResNet-34: ResNet-34 with CBAM in each of its 16 basic blocks."""
+    return _cbam_resnet(resnet.resnet34, num_classes, reduction, kernel_size, kwargs)
+
+
+def cbam_resnet50(*, num_classes: int = 1000, reduction: float = 16, kernel_size: int = 7,
+                  **kwargs: Any) -> resnet.ResNet:
+    """CBAM-ResNet-50: ResNet-50 ("V1.5", as torchvision) with CBAM in each of its 16
+    bottlenecks; 28,089,624 parameters, as the authors' code."""
+    return _cbam_resnet(resnet.resnet50, num_classes, reduction, kernel_size, kwargs)
+
+
+def cbam_resnet101(*, num_classes: int = 1000, reduction: float = 16, kernel_size: int = 7,
+                   **kwargs: Any) -> resnet.ResNet:
+    """CBAM-ResNet-101: ResNet-101 with CBAM in each of its 33 bottlenecks."""
+    return _cbam_resnet(resnet.resnet101, num_classes, reduction, kernel_size, kwargs)
+
+
+def cbam_resnet152(*, num_classes: int = 1000, reduction: float = 16, kernel_size: int = 7,
+                   **kwargs: Any) -> resnet.ResNet:
+    """CBAM-ResNet-152: ResNet-152 with CBAM in each of its 50 bottlenecks."""
+    return _cbam_resnet(resnet.resnet152, num_classes, reduction, kernel_size, kwargs)

@@ -1,0 +1,127 @@
+"""Global pooling, selected by name, and the dual-pooling classifier head.
+
+A classification backbone ends in a feature map (N, C, H, W) whose H × W depends on the input
+size. *Global* pooling reduces each channel to one number, whatever H and W are — which is
+why a network that pools adaptively accepts any input size, and one that ends in
+``AvgPool2d(7)`` (as in the source notes) only works for 224 × 224 images.
+
+    avg        mean over H × W                 (N, C)   "what is there, on average"
+    max        max over H × W                  (N, C)   "is it anywhere, strongly"
+    avgmax     ½ (avg + max)                   (N, C)
+    catavgmax  [avg; max] along the channels   (N, 2C)
+
+The names follow timm's ``SelectAdaptivePool2d``. Max pooling favours the strongest local
+evidence, average pooling the whole image; concatenating both keeps both descriptors (CBAM's
+channel attention uses the same pair).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from .layers import check_image_batch
+
+__all__ = ["POOL_MODES", "feature_multiplier", "GlobalPool2d", "DualPoolHead"]
+
+POOL_MODES = ("avg", "max", "avgmax", "catavgmax")
+
+
+def feature_multiplier(mode: str) -> int:
+    """How many output features a pooling mode gives per input channel: 2 for
+    "catavgmax", 1 otherwise."""
+    _check_mode(mode)
+    return 2 if mode == "catavgmax" else 1
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in POOL_MODES:
+        raise ValueError(f"unknown pooling mode {mode!r}; choose one of {', '.join(POOL_MODES)}")
+
+
+class GlobalPool2d(nn.Module):
+    """Global pooling over H × W by name: ``(N, C, H, W) -> (N, k·C)`` with ``flatten=True``
+    or ``(N, k·C, 1, 1)`` without, where ``k = feature_multiplier(mode)``. No parameters;
+    any H, W ≥ 1."""
+
+    def __init__(self, mode: str = "avg", flatten: bool = True) -> None:
+        super().__init__()
+        _check_mode(mode)
+        self.mode = mode
+        self.flatten = flatten
+
+    def out_channels(self, in_channels: int) -> int:
+        """Channels of the output for ``in_channels`` input channels."""
+        return feature_multiplier(self.mode) * in_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.dim() != 4:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"GlobalPool2d expects a batch shaped (N, C, H, W), got {shape}")
+        if self.mode == "avg":
+            y = x.mean(dim=(2, 3), keepdim=True)                        # (N, C, 1, 1)
+        elif self.mode == "max":
+            y = x.amax(dim=(2, 3), keepdim=True)                        # (N, C, 1, 1)
+        elif self.mode == "avgmax":
+            y = 0.5 * (x.mean(dim=(2, 3), keepdim=True) + x.amax(dim=(2, 3), keepdim=True))
+        else:  # "catavgmax"
+            y = torch.cat([x.mean(dim=(2, 3), keepdim=True),
+                           x.amax(dim=(2, 3), keepdim=True)], dim=1)    # (N, 2C, 1, 1)
+        return y.flatten(1) if self.flatten else y
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode!r}, flatten={self.flatten}"
+
+
+class DualPoolHead(nn.Module):
+    """Classifier head on concatenated global average and max pooling.
+
+        (N, C, H, W) → [avg; max] (N, 2C, 1, 1) → 1×1 conv (N, hidden, 1, 1) → act
+                     → flatten (N, hidden) → dropout → linear (N, num_classes)
+
+    This is the "dual pooling" head of the source notes, with every width derived from
+    ``in_channels`` (the notes hard-coded ResNet-18's 512 channels as ``Conv2d(1024, 512,
+    1)``), so it fits any backbone: 512 channels for ResNet-18/34, 2048 for ResNet-50 and up.
+    ``hidden`` defaults to ``in_channels``.
+
+    Activation: the notes put *no* nonlinearity between the 1×1 reduction and the linear
+    layer, and that is the default here (``act_layer=None``) so the head is the one the
+    notes describe. Be aware what it means: two linear maps in a row are one linear map.
+    In eval mode (dropout off) the head equals a single ``Linear(2C, num_classes)`` with
+    weight ``W_fc · W_reduce`` and bias ``W_fc · b_reduce + b_fc``; the reduction only adds
+    parameters and a place for dropout. Pass ``act_layer=nn.ReLU`` to make it a real
+    two-layer MLP.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        hidden: Optional[int] = None,
+        dropout: float = 0.5,
+        act_layer: Optional[Callable[..., nn.Module]] = None,
+    ) -> None:
+        super().__init__()
+        if in_channels < 1 or num_classes < 1:
+            raise ValueError(f"DualPoolHead needs in_channels >= 1 and num_classes >= 1, got "
+                             f"{in_channels} and {num_classes}")
+        hidden = in_channels if hidden is None else hidden
+        if hidden < 1:
+            raise ValueError(f"hidden must be >= 1, got {hidden}")
+        if not 0.0 <= dropout <= 1.0:
+            raise ValueError(f"dropout must be in [0, 1], got {dropout}")
+        self.in_channels = in_channels
+        self.pool = GlobalPool2d("catavgmax", flatten=False)
+        self.reduce = nn.Conv2d(self.pool.out_channels(in_channels), hidden, kernel_size=1)
+        self.act = act_layer() if act_layer is not None else nn.Identity()
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_image_batch(x, self.in_channels, owner="DualPoolHead")
+        x = self.pool(x)                       # (N, 2C, 1, 1)
+        x = self.act(self.reduce(x))           # (N, hidden, 1, 1)
+        x = self.dropout(x.flatten(1))         # (N, hidden)
+        return self.fc(x)                      # (N, num_classes)
