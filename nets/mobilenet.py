@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from .layers import ConvNormAct, ModuleFactory, check_image_batch, make_divisible
+from .se import SqueezeExcitation
 from .weights import check_num_classes, load_torchvision_weights
 
 __all__ = [
@@ -35,7 +36,6 @@ __all__ = [
     "MobileNetV1",
     "InvertedResidual",
     "MobileNetV2",
-    "SqueezeExcitationV3",
     "InvertedResidualV3",
     "MobileNetV3",
     "mobilenet_v1",
@@ -287,30 +287,12 @@ class MobileNetV2(nn.Module):
 
 # --------------------------------------------------------------------------- MobileNet V3
 
-class SqueezeExcitationV3(nn.Module):
-    """Squeeze-and-excitation as MobileNet V3 uses it (Hu et al., arXiv:1709.01507; V3 paper
-    §5.3): ``s = hard-sigmoid(fc2(ReLU(fc1(mean_{H,W} x))))``, ``y = s · x``.
-
-    The V3 variant differs from SE-ResNet's (``nets.se.SqueezeExcitation``) in two ways: the
-    gate is the hard sigmoid ``ReLU6(x + 3) / 6`` (cheap on phones), and the squeeze width
-    is given by the caller — a quarter of the block's expanded channels, rounded to a
-    multiple of 8. ``fc1``/``fc2`` are 1×1 convs with bias, named as in torchvision.
-    Shapes: ``(N, C, H, W) -> (N, C, H, W)``.
-    """
-
-    def __init__(self, channels: int, squeeze_channels: int,
-                 activation_layer: ModuleFactory = nn.ReLU,
-                 gate_layer: ModuleFactory = nn.Hardsigmoid) -> None:
-        super().__init__()
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc1 = nn.Conv2d(channels, squeeze_channels, 1)
-        self.activation = activation_layer()
-        self.fc2 = nn.Conv2d(squeeze_channels, channels, 1)
-        self.gate = gate_layer()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.gate(self.fc2(self.activation(self.fc1(self.avgpool(x)))))  # (N, C, 1, 1)
-        return s * x                                                         # (N, C, H, W)
+def _se_v3(channels: int) -> nn.Module:
+    """MobileNet V3's squeeze-and-excitation (V3 paper §5.3): :class:`nets.se.SqueezeExcitation`
+    with a quarter of the expanded channels (rounded to a multiple of 8) in the squeeze and the
+    cheap hard sigmoid ``ReLU6(x + 3) / 6`` as the gate. Its ``fc1``/``fc2`` line up with
+    torchvision's parameter names."""
+    return SqueezeExcitation(channels, reduction=4, gate_layer=nn.Hardsigmoid)
 
 
 # Activations as the V3 paper's tables name them ("NL" column).
@@ -331,7 +313,7 @@ class InvertedResidualV3(nn.Module):
     def __init__(self, in_channels: int, kernel_size: int, expanded_channels: int, out_channels: int,
                  use_se: bool, activation_layer: ModuleFactory, stride: int,
                  norm_layer: ModuleFactory,
-                 se_layer: Callable[[int, int], nn.Module] = SqueezeExcitationV3) -> None:
+                 se_layer: Callable[[int], nn.Module] = _se_v3) -> None:
         super().__init__()
         if stride not in (1, 2):
             raise ValueError(f"stride must be 1 or 2, got {stride}")
@@ -344,7 +326,7 @@ class InvertedResidualV3(nn.Module):
                                   groups=expanded_channels, norm_layer=norm_layer,
                                   activation_layer=activation_layer))
         if use_se:
-            layers.append(se_layer(expanded_channels, make_divisible(expanded_channels // 4, 8)))
+            layers.append(se_layer(expanded_channels))
         layers.append(ConvNormAct(expanded_channels, out_channels, 1, norm_layer=norm_layer,
                                   activation_layer=None))
         self.block = nn.Sequential(*layers)

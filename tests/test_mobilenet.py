@@ -12,6 +12,7 @@ from torch import nn
 
 from nets import mobilenet as M
 from nets.measure import count_macs, count_params
+from nets.se import SqueezeExcitation
 
 TORCHVISION_MODELS = ["mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small"]
 ENUMS = {
@@ -100,7 +101,7 @@ def test_v3_batchnorm_and_se_follow_torchvision():
     model = M.mobilenet_v3_large()
     bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     assert bns and all(bn.eps == 0.001 and bn.momentum == 0.01 for bn in bns)
-    se = [m for m in model.modules() if isinstance(m, M.SqueezeExcitationV3)]
+    se = [m for m in model.modules() if isinstance(m, SqueezeExcitation)]
     assert len(se) == 8  # the SE column of paper Table 1
     assert all(isinstance(m.gate, nn.Hardsigmoid) for m in se)
     # squeeze = make_divisible(exp / 4, 8): 72 -> 24 (18 rounded up), 960 -> 240
