@@ -5,13 +5,29 @@ Everything a chapter needs is importable from here::
     import nets
     dev = nets.device()
     model = nets.resnet50(num_classes=10)
+
+One module per idea: ``resnet``, ``cifar_resnet``, ``batchnorm``, ``se``, ``cbam``,
+``pooling``, ``mobilenet``, ``shufflenet``, ``unet``, ``attention``; plus the helpers every
+chapter uses (``runtime``, ``data``, ``train``, ``plot``, ``measure``).
 """
 
 from . import data
+from .attention import MultiHeadAttention, SelfAttention2d, causal_mask, scaled_dot_product_attention
+from .batchnorm import BatchNorm2d
+from .cbam import CBAM, ChannelAttention, SpatialAttention, cbam_resnet18, cbam_resnet34, cbam_resnet50, cbam_resnet101, cbam_resnet152
+from .cifar_resnet import CifarResNet, cifar_plain, cifar_resnet
 from .data import Shapes, cifar10, digits, make_shapes
 from .measure import count_macs, count_params
+from .mobilenet import mobilenet_v1, mobilenet_v2, mobilenet_v3_large, mobilenet_v3_small
 from .plot import heatmap, plot_history, show_images
+from .pooling import DualPoolHead, GlobalPool2d
+from .resnet import (BasicBlock, Bottleneck, ResNet, resnet18, resnet34, resnet50, resnet101, resnet152,
+                     resnext50_32x4d, resnext101_32x8d, resnext101_64x4d, wide_resnet50_2, wide_resnet101_2)
 from .runtime import device, scale, scaled, seed_everything
+from .se import SqueezeExcitation, se_resnet18, se_resnet34, se_resnet50, se_resnet101, se_resnet152
+from .shufflenet import (channel_shuffle, shufflenet_v1, shufflenet_v2_x0_5, shufflenet_v2_x1_0,
+                         shufflenet_v2_x1_5, shufflenet_v2_x2_0)
 from .train import History, evaluate, fit
+from .unet import UNet
 
 __version__ = "0.1.0"
