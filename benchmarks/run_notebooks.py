@@ -29,6 +29,27 @@ RESULTS = ROOT / "benchmarks" / "results" / "notebook_times.md"
 HEADER = ["notebook", "seconds", "threads", "torch", "measured"]
 
 
+def collapse_streams(nb) -> None:
+    """Store what a reader saw: consecutive stream outputs of one cell are joined and each
+    line keeps only the text after its last carriage return, so a progress bar is saved
+    as its final state rather than as every update."""
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        merged = []
+        for output in cell.outputs:
+            if (output.output_type == "stream" and merged and merged[-1].output_type == "stream"
+                    and merged[-1].name == output.name):
+                merged[-1].text += output.text
+            else:
+                merged.append(output)
+        for output in merged:
+            if output.output_type == "stream":
+                lines = output.text.split("\n")
+                output.text = "\n".join(line.rstrip("\r").split("\r")[-1] for line in lines)
+        cell.outputs = merged
+
+
 def execute(path: Path, timeout: int = 1800) -> float:
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
@@ -36,6 +57,7 @@ def execute(path: Path, timeout: int = 1800) -> float:
     start = time.perf_counter()
     client.execute()
     seconds = time.perf_counter() - start
+    collapse_streams(nb)
     nbformat.write(nb, path)
     return seconds
 
