@@ -49,3 +49,14 @@ def offline_hub(tmp_path, monkeypatch):
         return path
 
     return put
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a test module. On a busy 2-core machine two threads competing
+    with other processes make depthwise and grouped convs 10-40x slower; results are the
+    same either way. Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

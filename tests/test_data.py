@@ -1,7 +1,6 @@
 import pytest
 import torch
 
-import nets
 from nets.data import CLASS_NAMES, Shapes, cifar10, digits, make_shapes
 
 

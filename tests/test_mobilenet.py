@@ -3,7 +3,6 @@ pretrained-weight loading (offline) and input checks."""
 
 from __future__ import annotations
 
-import copy
 
 import pytest
 import torch
@@ -13,6 +12,7 @@ from torch import nn
 from nets import mobilenet as M
 from nets.measure import count_macs, count_params
 from nets.se import SqueezeExcitation
+from twins import assert_same_outputs, assert_same_state_dict_layout
 
 TORCHVISION_MODELS = ["mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small"]
 ENUMS = {
@@ -23,45 +23,7 @@ ENUMS = {
 SIZES = [(224, 224), (97, 131)]  # square, and non-square with sides not multiples of 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Depthwise convs on a busy 2-core machine run ~30x slower with two intra-op threads
-    competing with other processes than with one; results are the same either way."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def assert_same_state_dict_layout(ours: nn.Module, theirs: nn.Module) -> None:
-    a, b = ours.state_dict(), theirs.state_dict()
-    assert list(a) == list(b)
-    assert {k: v.shape for k, v in a.items()} == {k: v.shape for k, v in b.items()}
-
-
-def assert_same_outputs(ours: nn.Module, theirs: nn.Module, sizes, train: bool = True) -> None:
-    """Identical outputs in eval mode (batch 1 and 2) and, on fresh copies, in train mode
-    (batch statistics and the same dropout mask), plus identical running statistics after."""
-    ours.eval()
-    theirs.eval()
-    with torch.no_grad():
-        for h, w in sizes:
-            for batch in (1, 2):
-                x = torch.randn(batch, 3, h, w)
-                torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=0)
-    if not train:
-        return
-    ours_t, theirs_t = copy.deepcopy(ours).train(), copy.deepcopy(theirs).train()
-    with torch.no_grad():
-        for h, w in sizes:
-            x = torch.randn(2, 3, h, w)
-            torch.manual_seed(1)  # same dropout mask for both
-            y_theirs = theirs_t(x)
-            torch.manual_seed(1)
-            y_ours = ours_t(x)
-            torch.testing.assert_close(y_ours, y_theirs, rtol=0, atol=0)
-    for (k, a), b in zip(ours_t.state_dict().items(), theirs_t.state_dict().values()):
-        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("name", TORCHVISION_MODELS)

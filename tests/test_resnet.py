@@ -10,6 +10,7 @@ from torchvision.models import get_weight
 
 import nets.resnet as R
 from nets.measure import count_macs, count_params
+from twins import assert_same_state_dict_layout, on_meta
 
 # The torchvision-equivalent models: name -> (params, GMACs at 224×224) from REFERENCE.md.
 REFERENCE = {
@@ -27,20 +28,7 @@ EXTRA = ["resnext101_64x4d", "wide_resnet101_2"]
 ENUMS = R._WEIGHTS_ENUMS
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine two OpenMP threads per process spin
-    against each other and make these forward passes several times slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def on_meta(builder, **kwargs) -> nn.Module:
-    """Build without allocating or initialising: shapes, counts and MACs need no numbers."""
-    with torch.device("meta"):
-        return builder(**kwargs)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def ours_from(tv_model: nn.Module, name: str, **kwargs) -> nn.Module:
@@ -61,10 +49,8 @@ def assert_same(a: torch.Tensor, b: torch.Tensor) -> None:
 def test_state_dict_keys_and_shapes_match_torchvision(name, num_classes):
     ours = on_meta(getattr(R, name), num_classes=num_classes)
     theirs = on_meta(getattr(tvm, name), num_classes=num_classes)
-    ours_sd, theirs_sd = ours.state_dict(), theirs.state_dict()
-    assert list(ours_sd) == list(theirs_sd)
-    assert {k: v.shape for k, v in ours_sd.items()} == {k: v.shape for k, v in theirs_sd.items()}
-    ours.load_state_dict(theirs_sd, strict=True)
+    assert_same_state_dict_layout(ours, theirs)
+    ours.load_state_dict(theirs.state_dict(), strict=True)
     assert ours.fc.out_features == num_classes
 
 

@@ -3,7 +3,6 @@ configurations, the papers' sizes and costs, pretrained weights offline, input c
 
 from __future__ import annotations
 
-import copy
 
 import pytest
 import torch
@@ -13,19 +12,13 @@ from torchvision.models.shufflenetv2 import channel_shuffle as tv_channel_shuffl
 
 from nets import shufflenet as S
 from nets.measure import count_macs, count_params
+from twins import assert_same_outputs
 
 V2_NAMES = ["shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0"]
 SIZES = [(224, 224), (97, 131)]  # square, and non-square with sides not multiples of 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Depthwise convs on a busy 2-core machine run far slower with two intra-op threads
-    competing with other processes than with one; results are the same either way."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------- channel_shuffle
@@ -75,24 +68,6 @@ def test_channel_shuffle_bad_input():
 
 
 # --------------------------------------------------------------------------- ShuffleNet V2
-
-def assert_same_outputs(ours: nn.Module, theirs: nn.Module, sizes) -> None:
-    """Identical outputs in eval mode (batch 1 and 2) and, on fresh copies, in train mode,
-    plus identical running statistics afterwards."""
-    ours.eval(), theirs.eval()
-    with torch.no_grad():
-        for h, w in sizes:
-            for batch in (1, 2):
-                x = torch.randn(batch, 3, h, w)
-                torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=0)
-    ours_t, theirs_t = copy.deepcopy(ours).train(), copy.deepcopy(theirs).train()
-    with torch.no_grad():
-        for h, w in sizes:
-            x = torch.randn(2, 3, h, w)
-            torch.testing.assert_close(ours_t(x), theirs_t(x), rtol=0, atol=0)
-    for (k, a), b in zip(ours_t.state_dict().items(), theirs_t.state_dict().values()):
-        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
-
 
 @pytest.mark.parametrize("name", V2_NAMES)
 def test_v2_matches_torchvision(name):
