@@ -26,7 +26,7 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "notebook_times.md"
-HEADER = ["notebook", "seconds", "threads", "torch", "measured"]
+HEADER = ["notebook", "seconds", "load before", "torch", "measured"]
 
 
 def collapse_streams(nb) -> None:
@@ -74,7 +74,8 @@ def record(rows: dict) -> None:
         "# Chapter execution times",
         "",
         "Written by `benchmarks/run_notebooks.py`: wall-clock seconds to execute each chapter",
-        f"top to bottom on {platform.machine()} with {os.cpu_count()} CPU cores, no GPU.",
+        f"top to bottom on {platform.machine()} with {os.cpu_count()} CPU cores, no GPU "
+        "(load before: the 1-minute load average when the run started).",
         "",
         "| " + " | ".join(HEADER) + " |",
         "|" + "---|" * len(HEADER),
@@ -92,9 +93,10 @@ def main() -> None:
     rows = {}
     for path in paths:
         path = path.resolve()
+        load = os.getloadavg()[0]          # a busy machine makes the time meaningless
         seconds = execute(path)
         name = str(path.relative_to(ROOT))
-        rows[name] = [name, f"{seconds:.0f}", str(torch.get_num_threads()), torch.__version__,
+        rows[name] = [name, f"{seconds:.0f}", f"{load:.2f}", torch.__version__,
                       dt.date.today().isoformat()]
         print(f"{name}: {seconds:.1f} s", flush=True)
     record(rows)

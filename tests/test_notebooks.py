@@ -52,6 +52,20 @@ def test_every_code_cell_was_executed_in_order_without_errors(path):
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_plotting_chapters_choose_the_inline_backend(path):
+    """A stored figure is compared by nbval; without `%matplotlib inline` whether it appears at
+    all depends on the environment (MPLBACKEND=Agg, common in CI, makes plt.show() a no-op)."""
+    _, cells = _code_cells(path)
+    sources = ["".join(c["source"]) for c in cells]
+    uses_pyplot = [i for i, src in enumerate(sources) if "matplotlib.pyplot" in src]
+    if not uses_pyplot:
+        pytest.skip(f"{path.name} does not plot")
+    magic = [i for i, src in enumerate(sources) if re.search(r"^%matplotlib inline$", src, re.M)]
+    assert magic and magic[0] <= uses_pyplot[0], \
+        f"{path.name}: put `%matplotlib inline` in the cell that imports pyplot"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
 def test_no_output_shows_a_machine_path(path):
     _, cells = _code_cells(path)
     for cell in cells:
