@@ -23,7 +23,7 @@ from .plot import heatmap, plot_history, show_images
 from .pooling import DualPoolHead, GlobalPool2d
 from .resnet import (BasicBlock, Bottleneck, ResNet, resnet18, resnet34, resnet50, resnet101, resnet152,
                      resnext50_32x4d, resnext101_32x8d, resnext101_64x4d, wide_resnet50_2, wide_resnet101_2)
-from .runtime import device, scale, scaled, seed_everything
+from .runtime import assert_at_budget, at_default_scale, device, scale, scaled, seed_everything
 from .se import SqueezeExcitation, se_resnet18, se_resnet34, se_resnet50, se_resnet101, se_resnet152
 from .shufflenet import (channel_shuffle, shufflenet_v1, shufflenet_v2_x0_5, shufflenet_v2_x1_0,
                          shufflenet_v2_x1_5, shufflenet_v2_x2_0)
