@@ -18,13 +18,13 @@ opposite (True = may NOT attend); pass ``~mask`` when moving between the two.
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nets.layers import check_image_batch
+from nets.layers import ChecksInput, LayerFactory, check_image_batch
 
 
 def causal_mask(length: int, source_length: Optional[int] = None,
@@ -92,7 +92,7 @@ def scaled_dot_product_attention(
     return dropped @ value, weights  # (..., L, d_v) stage 3: weighted sum of the values
 
 
-class MultiHeadAttention(nn.Module):
+class MultiHeadAttention(ChecksInput, nn.Module):
     """Multi-head attention, batch-first, with one Linear per projection (arXiv:1706.03762,
     section 3.2.2)::
 
@@ -164,7 +164,8 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor, mask: Optional[Tensor] = None,
                 need_weights: bool = True) -> Tuple[Tensor, Optional[Tensor]]:
-        self._check_inputs(query, key, value, mask)
+        if self.check_input:
+            self._check_inputs(query, key, value, mask)
         (b, length, _), source_length = query.shape, key.shape[1]
         # (B, L, E) → (B, L, h, d_k) → (B, h, L, d_k): every head attends independently
         q = self.q_proj(query).view(b, length, self.num_heads, self.head_dim).transpose(1, 2)
@@ -212,7 +213,7 @@ class MultiHeadAttention(nn.Module):
         return model
 
 
-class SelfAttention2d(nn.Module):
+class SelfAttention2d(ChecksInput, nn.Module):
     """Self-attention over the positions of a feature map, added back as a residual.
 
     Every one of the H·W positions is a token of C features and attends to all H·W
@@ -233,7 +234,7 @@ class SelfAttention2d(nn.Module):
     """
 
     def __init__(self, channels: int, num_heads: int = 1,
-                 norm_layer: Optional[Callable[[int], nn.Module]] = None,
+                 norm_layer: Optional[LayerFactory] = None,
                  dropout: float = 0.0, bias: bool = True, keep_weights: bool = False) -> None:
         super().__init__()
         self.channels = channels
@@ -241,9 +242,11 @@ class SelfAttention2d(nn.Module):
         self.attn = MultiHeadAttention(channels, num_heads, bias=bias, dropout=dropout)
         self.keep_weights = keep_weights
         self.weights: Optional[Tensor] = None
+        self.skip_nested_checks()
 
     def forward(self, x: Tensor) -> Tensor:
-        check_image_batch(x, self.channels, owner="SelfAttention2d")
+        if self.check_input:
+            check_image_batch(x, self.channels, owner="SelfAttention2d")
         b, c, h, w = x.shape
         tokens = self.norm(x).flatten(2).transpose(1, 2)  # (B, HW, C)
         out, weights = self.attn(tokens, tokens, tokens, need_weights=self.keep_weights)

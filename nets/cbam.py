@@ -25,13 +25,14 @@ initialised by the host network like every other norm.
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import torch
 from torch import nn
 
-from .layers import ConvNormAct, check_image_batch, make_divisible
-from . import resnet
+from .layers import ChecksInput, ConvNormAct, LayerFactory, check_image_batch, make_divisible
+from .resnet import ResNet, attention_resnet
+from .weights import Weights
 
 __all__ = [
     "ChannelAttention",
@@ -45,7 +46,7 @@ __all__ = [
 ]
 
 
-class ChannelAttention(nn.Module):
+class ChannelAttention(ChecksInput, nn.Module):
     """CBAM's channel attention map ``M_c``: ``(N, C, H, W) -> (N, C, 1, 1)`` in (0, 1).
 
     The shared MLP is two 1×1 convolutions with bias (``fc1``: C → C/r, ``fc2``: C/r → C),
@@ -53,9 +54,10 @@ class ChannelAttention(nn.Module):
     ``make_divisible(channels / reduction, divisor)``, C / r rounded to a multiple of
     ``divisor`` and at least ``divisor``. With the default ``divisor=1`` that is exactly the
     authors' ``C // r`` for every ResNet width (C / 16 is a whole number there), but never
-    the zero channels that ``in_planes // 16`` gives for fewer than 16 channels (the source
-    notes also hard-coded that 16 and ignored their ``ratio`` argument). SE in ``nets``
+    the zero channels that ``C // 16`` gives for fewer than 16 channels. SE in ``nets``
     rounds to multiples of 8 instead, as timm does; pass ``divisor=8`` for the same here.
+
+    Shapes: ``(N, C, H, W) -> (N, C, 1, 1)``.
     """
 
     def __init__(
@@ -63,7 +65,7 @@ class ChannelAttention(nn.Module):
         channels: int,
         reduction: float = 16,
         divisor: int = 1,
-        act_layer: Callable[..., nn.Module] = nn.ReLU,
+        act_layer: LayerFactory = nn.ReLU,
     ) -> None:
         super().__init__()
         if channels < 1:
@@ -80,7 +82,8 @@ class ChannelAttention(nn.Module):
         return self.fc2(self.act(self.fc1(z)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_image_batch(x, self.channels, owner="ChannelAttention")
+        if self.check_input:
+            check_image_batch(x, self.channels, owner="ChannelAttention")
         avg = x.mean(dim=(2, 3), keepdim=True)                   # (N, C, 1, 1)
         mx = x.amax(dim=(2, 3), keepdim=True)                    # (N, C, 1, 1)
         return torch.sigmoid(self.mlp(avg) + self.mlp(mx))      # (N, C, 1, 1)
@@ -89,7 +92,7 @@ class ChannelAttention(nn.Module):
         return f"channels={self.channels}, hidden_channels={self.hidden_channels}"
 
 
-class SpatialAttention(nn.Module):
+class SpatialAttention(ChecksInput, nn.Module):
     """CBAM's spatial attention map ``M_s``: ``(N, C, H, W) -> (N, 1, H, W)`` in (0, 1).
 
     Mean and max over the channels give a 2-channel map; a ``kernel_size`` × ``kernel_size``
@@ -103,7 +106,7 @@ class SpatialAttention(nn.Module):
     def __init__(
         self,
         kernel_size: int = 7,
-        norm_layer: Optional[Callable[..., nn.Module]] = nn.BatchNorm2d,
+        norm_layer: Optional[LayerFactory] = nn.BatchNorm2d,
     ) -> None:
         super().__init__()
         if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
@@ -114,15 +117,14 @@ class SpatialAttention(nn.Module):
         self.conv = ConvNormAct(2, 1, kernel_size, norm_layer=norm_layer, activation_layer=None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor) or x.dim() != 4:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"SpatialAttention expects a batch shaped (N, C, H, W), got {shape}")
+        if self.check_input:
+            check_image_batch(x, owner="SpatialAttention")
         pooled = torch.cat([x.mean(dim=1, keepdim=True),         # (N, 1, H, W)
                             x.amax(dim=1, keepdim=True)], dim=1)  # (N, 2, H, W)
         return torch.sigmoid(self.conv(pooled))                    # (N, 1, H, W)
 
 
-class CBAM(nn.Module):
+class CBAM(ChecksInput, nn.Module):
     """Convolutional Block Attention Module: channel attention, then spatial attention,
     each multiplying the features. ``(N, C, H, W) -> (N, C, H, W)``, any H, W ≥ 1."""
 
@@ -132,62 +134,56 @@ class CBAM(nn.Module):
         reduction: float = 16,
         kernel_size: int = 7,
         divisor: int = 1,
-        act_layer: Callable[..., nn.Module] = nn.ReLU,
-        norm_layer: Optional[Callable[..., nn.Module]] = nn.BatchNorm2d,
+        act_layer: LayerFactory = nn.ReLU,
+        norm_layer: Optional[LayerFactory] = nn.BatchNorm2d,
     ) -> None:
         super().__init__()
         self.channels = channels
         self.channel_attention = ChannelAttention(channels, reduction, divisor, act_layer)
         self.spatial_attention = SpatialAttention(kernel_size, norm_layer)
+        self.skip_nested_checks()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_image_batch(x, self.channels, owner="CBAM")
+        if self.check_input:
+            check_image_batch(x, self.channels, owner="CBAM")
         x = x * self.channel_attention(x)    # (N, C, H, W) * (N, C, 1, 1): what
         x = x * self.spatial_attention(x)    # (N, C, H, W) * (N, 1, H, W): where
         return x
 
 
-def _cbam_resnet(builder: Callable[..., nn.Module], num_classes: int, reduction: float,
-                 kernel_size: int, kwargs: dict) -> resnet.ResNet:
-    if kwargs.get("weights") is not None:
-        raise ValueError(
-            "there are no pretrained CBAM-ResNet weights in torchvision; build without weights "
-            "and, to start from an ImageNet ResNet, load its state_dict with strict=False "
-            "(only the CBAM parameters stay missing)")
-    if "attn_layer" in kwargs:
-        raise ValueError("CBAM-ResNet builders set attn_layer themselves; use nets.resnet.ResNet "
-                         "for another attention module")
-    kwargs.pop("weights", None)  # weights=None: nothing to load
+def _cbam_resnet(arch: str, weights: Optional[Weights], progress: bool, num_classes: int,
+                 reduction: float, kernel_size: int, kwargs: dict) -> ResNet:
     attn = partial(CBAM, reduction=reduction, kernel_size=kernel_size)
-    return builder(num_classes=num_classes, attn_layer=attn, **kwargs)
+    return attention_resnet(arch, attn, "CBAM-ResNet", weights=weights, progress=progress,
+                            num_classes=num_classes, **kwargs)
 
 
-def cbam_resnet18(*, num_classes: int = 1000, reduction: float = 16, kernel_size: int = 7,
-                  **kwargs: Any) -> resnet.ResNet:
+def cbam_resnet18(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
+                  reduction: float = 16, kernel_size: int = 7, **kwargs: Any) -> ResNet:
     """CBAM-ResNet-18: ResNet-18 with CBAM in each of its 8 basic blocks."""
-    return _cbam_resnet(resnet.resnet18, num_classes, reduction, kernel_size, kwargs)
+    return _cbam_resnet("resnet18", weights, progress, num_classes, reduction, kernel_size, kwargs)
 
 
-def cbam_resnet34(*, num_classes: int = 1000, reduction: float = 16, kernel_size: int = 7,
-                  **kwargs: Any) -> resnet.ResNet:
+def cbam_resnet34(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
+                  reduction: float = 16, kernel_size: int = 7, **kwargs: Any) -> ResNet:
     """CBAM-ResNet-34: ResNet-34 with CBAM in each of its 16 basic blocks."""
-    return _cbam_resnet(resnet.resnet34, num_classes, reduction, kernel_size, kwargs)
+    return _cbam_resnet("resnet34", weights, progress, num_classes, reduction, kernel_size, kwargs)
 
 
-def cbam_resnet50(*, num_classes: int = 1000, reduction: float = 16, kernel_size: int = 7,
-                  **kwargs: Any) -> resnet.ResNet:
+def cbam_resnet50(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
+                  reduction: float = 16, kernel_size: int = 7, **kwargs: Any) -> ResNet:
     """CBAM-ResNet-50: ResNet-50 ("V1.5", as torchvision) with CBAM in each of its 16
     bottlenecks; 28,089,624 parameters, as the authors' code."""
-    return _cbam_resnet(resnet.resnet50, num_classes, reduction, kernel_size, kwargs)
+    return _cbam_resnet("resnet50", weights, progress, num_classes, reduction, kernel_size, kwargs)
 
 
-def cbam_resnet101(*, num_classes: int = 1000, reduction: float = 16, kernel_size: int = 7,
-                   **kwargs: Any) -> resnet.ResNet:
+def cbam_resnet101(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
+                   reduction: float = 16, kernel_size: int = 7, **kwargs: Any) -> ResNet:
     """CBAM-ResNet-101: ResNet-101 with CBAM in each of its 33 bottlenecks."""
-    return _cbam_resnet(resnet.resnet101, num_classes, reduction, kernel_size, kwargs)
+    return _cbam_resnet("resnet101", weights, progress, num_classes, reduction, kernel_size, kwargs)
 
 
-def cbam_resnet152(*, num_classes: int = 1000, reduction: float = 16, kernel_size: int = 7,
-                   **kwargs: Any) -> resnet.ResNet:
+def cbam_resnet152(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
+                   reduction: float = 16, kernel_size: int = 7, **kwargs: Any) -> ResNet:
     """CBAM-ResNet-152: ResNet-152 with CBAM in each of its 50 bottlenecks."""
-    return _cbam_resnet(resnet.resnet152, num_classes, reduction, kernel_size, kwargs)
+    return _cbam_resnet("resnet152", weights, progress, num_classes, reduction, kernel_size, kwargs)

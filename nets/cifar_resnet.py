@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import ConvNormAct, check_image_batch
-from .resnet import AttnLayer, BasicBlock, NormLayer, conv3x3, init_resnet_weights
+from .layers import ChecksInput, ConvNormAct, LayerFactory, check_image_batch
+from .resnet import BasicBlock, conv3x3, init_resnet_weights
 
 __all__ = ["ZeroPadShortcut", "make_shortcut", "CifarResNet", "cifar_resnet", "cifar_plain"]
 
@@ -44,9 +44,8 @@ class ZeroPadShortcut(nn.Module):
 
     ``x[..., ::s, ::s]`` keeps ``ceil(H/s)`` rows, exactly as many as a 3×3 conv with
     stride ``s`` and padding 1 produces, so the addition lines up for odd sizes too.
-    The stride is applied whenever it is not 1, even if the channel count does not change
-    (the source notes' CIFAR block used a bare identity whenever channels matched and broke
-    on a stride-2 block).
+    The stride is applied whenever it is not 1, even if the channel count does not change:
+    a bare identity would not match a stride-2 branch.
 
     Shapes: ``(N, in_channels, H, W) -> (N, out_channels, ceil(H/stride), ceil(W/stride))``.
     """
@@ -76,7 +75,7 @@ class ZeroPadShortcut(nn.Module):
 
 
 def make_shortcut(kind: str, in_channels: int, out_channels: int, stride: int = 1,
-                  norm_layer: Optional[NormLayer] = None) -> Optional[nn.Module]:
+                  norm_layer: Optional[LayerFactory] = None) -> Optional[nn.Module]:
     """The shortcut of a block going from ``in_channels`` to ``out_channels`` with ``stride``:
     ``None`` (identity) when the shape does not change, else option ``"A"``
     (:class:`ZeroPadShortcut`) or ``"B"`` (1×1 conv with ``stride`` + norm)."""
@@ -98,7 +97,7 @@ def _blocks_per_stage(depth: int) -> int:
     return (depth - 2) // 6
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(ChecksInput, nn.Module):
     """ResNet-(6n+2) for small images (module docstring), or its plain twin with
     ``shortcut=None``.
 
@@ -110,13 +109,14 @@ class CifarResNet(nn.Module):
     def __init__(
         self,
         depth: int,
+        *,
         width: int = 16,
         shortcut: Optional[str] = "A",
         num_classes: int = 10,
         in_channels: int = 3,
         zero_init_residual: bool = False,
-        norm_layer: Optional[NormLayer] = None,
-        attn_layer: Optional[AttnLayer] = None,
+        norm_layer: Optional[LayerFactory] = None,
+        attn_layer: Optional[LayerFactory] = None,
     ) -> None:
         super().__init__()
         n = _blocks_per_stage(depth)
@@ -145,6 +145,7 @@ class CifarResNet(nn.Module):
         self.fc = nn.Linear(self.num_features, num_classes)
 
         init_resnet_weights(self, zero_init_residual)
+        self.skip_nested_checks()
 
     def _make_stage(self, in_channels: int, out_channels: int, blocks: int, stride: int) -> nn.Sequential:
         stage = []
@@ -161,7 +162,8 @@ class CifarResNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Stem and the three stages: ``(N, C, H, W) -> (N, 4·width, ceil(H/4), ceil(W/4))``."""
-        check_image_batch(x, self.in_channels, owner=type(self).__name__)
+        if self.check_input:
+            check_image_batch(x, self.in_channels, owner=type(self).__name__)
         x = self.relu(self.bn1(self.conv1(x)))    # (N, w, 32, 32) for CIFAR
         x = self.layer1(x)                        # (N, w, 32, 32)
         x = self.layer2(x)                        # (N, 2w, 16, 16)
@@ -175,13 +177,14 @@ class CifarResNet(nn.Module):
 
 def cifar_resnet(
     depth: int,
+    *,
     width: int = 16,
     shortcut: str = "A",
     num_classes: int = 10,
     in_channels: int = 3,
     zero_init_residual: bool = False,
-    norm_layer: Optional[NormLayer] = None,
-    attn_layer: Optional[AttnLayer] = None,
+    norm_layer: Optional[LayerFactory] = None,
+    attn_layer: Optional[LayerFactory] = None,
 ) -> CifarResNet:
     """ResNet-``depth`` for CIFAR (depth = 6n+2). With option A shortcuts and width 16,
     ResNet-20/32/44/56/110 have 269,722 / 464,154 / 658,586 / 853,018 / 1,727,962
@@ -189,19 +192,22 @@ def cifar_resnet(
     if shortcut not in _SHORTCUTS:
         raise ValueError(f"unknown shortcut option {shortcut!r}; choose 'A' or 'B' "
                          "(cifar_plain builds the net without shortcuts)")
-    return CifarResNet(depth, width, shortcut, num_classes, in_channels, zero_init_residual,
-                       norm_layer, attn_layer)
+    return CifarResNet(depth, width=width, shortcut=shortcut, num_classes=num_classes,
+                       in_channels=in_channels, zero_init_residual=zero_init_residual,
+                       norm_layer=norm_layer, attn_layer=attn_layer)
 
 
 def cifar_plain(
     depth: int,
+    *,
     width: int = 16,
     num_classes: int = 10,
     in_channels: int = 3,
-    norm_layer: Optional[NormLayer] = None,
-    attn_layer: Optional[AttnLayer] = None,
+    norm_layer: Optional[LayerFactory] = None,
+    attn_layer: Optional[LayerFactory] = None,
 ) -> CifarResNet:
     """Plain-``depth``: :func:`cifar_resnet` without shortcuts, exactly as many parameters
     as the option-A ResNet. In the paper's Fig. 6 its training error *rises* with depth
     (plain-56 worse than plain-20): the degradation problem."""
-    return CifarResNet(depth, width, None, num_classes, in_channels, False, norm_layer, attn_layer)
+    return CifarResNet(depth, width=width, shortcut=None, num_classes=num_classes,
+                       in_channels=in_channels, norm_layer=norm_layer, attn_layer=attn_layer)

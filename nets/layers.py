@@ -1,4 +1,5 @@
-"""Small parts every model file builds on: conv-norm-activation, channel rounding, input checks."""
+"""Small parts every model file builds on: conv-norm-activation, channel rounding, the one
+way to inject a layer, and input checks."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-ModuleFactory = Callable[..., nn.Module]
+#: A callable that builds a layer: the one way to inject a part (norm, activation,
+#: attention) into a block. Norm and attention factories are called with a channel count
+#: (``nn.BatchNorm2d``, ``partial(nn.GroupNorm, 8)``, ``nets.SqueezeExcitation``),
+#: activation factories with no argument (``nn.ReLU``, ``partial(nn.ReLU, inplace=True)``,
+#: ``nn.GELU``). ``None`` in a slot that accepts it means "leave the part out".
+LayerFactory = Callable[..., nn.Module]
+
+Size2d = Union[int, Tuple[int, int]]
 
 
 class ConvNormAct(nn.Sequential):
@@ -15,8 +23,15 @@ class ConvNormAct(nn.Sequential):
 
     Pass ``norm_layer=None`` or ``activation_layer=None`` to leave a part out; the
     remaining parts keep consecutive indices, exactly like torchvision's
-    ``Conv2dNormActivation``, so state_dicts line up. Padding defaults to "same" for odd
-    kernels; the conv has no bias when a norm follows (the norm's shift replaces it).
+    ``Conv2dNormActivation``, so state_dicts line up. ``norm_layer(out_channels)`` and
+    ``activation_layer()`` are called as they are: for an in-place activation pass
+    ``partial(nn.ReLU, inplace=True)`` (torchvision adds ``inplace=True`` itself, which
+    breaks activations without that argument, e.g. ``nn.GELU``). Padding defaults to
+    "same" for odd kernels; the conv has no bias when a norm follows (the norm's shift
+    replaces it).
+
+    Shapes: ``(N, in_channels, H, W) -> (N, out_channels, ⌈H/stride⌉, ⌈W/stride⌉)`` for the
+    default padding.
     """
 
     def __init__(
@@ -27,10 +42,9 @@ class ConvNormAct(nn.Sequential):
         stride: int = 1,
         padding: Optional[int] = None,
         groups: int = 1,
-        norm_layer: Optional[ModuleFactory] = nn.BatchNorm2d,
-        activation_layer: Optional[ModuleFactory] = nn.ReLU,
+        norm_layer: Optional[LayerFactory] = nn.BatchNorm2d,
+        activation_layer: Optional[LayerFactory] = nn.ReLU,
         dilation: int = 1,
-        inplace: Optional[bool] = True,
         bias: Optional[bool] = None,
     ) -> None:
         if padding is None:
@@ -42,8 +56,7 @@ class ConvNormAct(nn.Sequential):
         if norm_layer is not None:
             layers.append(norm_layer(out_channels))
         if activation_layer is not None:
-            kwargs = {} if inplace is None else {"inplace": inplace}
-            layers.append(activation_layer(**kwargs))
+            layers.append(activation_layer())
         super().__init__(*layers)
         self.out_channels = out_channels
 
@@ -63,38 +76,61 @@ def make_divisible(value: float, divisor: int = 8, min_value: Optional[int] = No
     return new_value
 
 
-Size2d = Union[int, Tuple[int, int]]
+def check_width_mult(width_mult: float) -> None:
+    """A width multiplier (MobileNet's α, ShuffleNet's s×) must be a positive number."""
+    if isinstance(width_mult, bool) or not isinstance(width_mult, (int, float)) or not width_mult > 0:
+        raise ValueError(f"width_mult must be a positive number, got {width_mult!r}")
 
 
 def check_image_batch(
     x: torch.Tensor,
-    in_channels: int,
+    channels: Optional[int] = None,
     min_size: Size2d = 1,
     owner: str = "model",
 ) -> None:
-    """Raise a ``ValueError`` unless ``x`` is an ``(N, in_channels, H, W)`` batch that is
-    large enough: ``H >= min_size[0]`` and ``W >= min_size[1]``.
+    """Raise a ``ValueError`` unless ``x`` is an ``(N, C, H, W)`` batch with
+    ``C == channels`` (any C when ``channels`` is None), ``H >= min_size[0]`` and
+    ``W >= min_size[1]``.
 
     Models call this first thing in ``forward`` so a wrong input fails with a message
     that says what was expected, before any layer runs.
     """
+    expected = f"(N, {'C' if channels is None else channels}, H, W)"
     if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{owner} expects a torch.Tensor, got {type(x).__name__}")
+        raise ValueError(f"{owner} expects a torch.Tensor shaped {expected}, got {type(x).__name__}")
     if x.dim() != 4:
         raise ValueError(
-            f"{owner} expects a batch of images shaped (N, {in_channels}, H, W), got a "
+            f"{owner} expects a batch of images shaped {expected}, got a "
             f"{x.dim()}-d tensor of shape {tuple(x.shape)}"
             + (" (add a batch dimension with x.unsqueeze(0))" if x.dim() == 3 else ""))
-    if x.shape[1] != in_channels:
+    if channels is not None and x.shape[1] != channels:
         raise ValueError(
-            f"{owner} expects {in_channels} input channels, got {x.shape[1]} "
+            f"{owner} expects {channels} input channels, got {x.shape[1]} "
             f"(input shape {tuple(x.shape)})")
-    min_h, min_w = (min_size, min_size) if isinstance(min_size, int) else min_size
+    min_h, min_w = as_pair(min_size)
     h, w = x.shape[-2:]
     if h < min_h or w < min_w:
         raise ValueError(
             f"{owner} needs images of at least {min_h}x{min_w} pixels for its downsampling, "
             f"got {h}x{w}")
+
+
+class ChecksInput:
+    """Mixin for modules that validate their input with :func:`check_image_batch`.
+
+    Such a module checks its input when it is called on its own. Nested inside another
+    checking module (an SE block inside a ResNet, the channel gate inside CBAM) its input
+    is a tensor the outer module produced from an input it already checked, so the outer
+    module's constructor calls :meth:`skip_nested_checks` and each tensor is validated once
+    per forward, at the entry.
+    """
+
+    check_input: bool = True
+
+    def skip_nested_checks(self) -> None:
+        for module in self.modules():  # type: ignore[attr-defined]
+            if module is not self and isinstance(module, ChecksInput):
+                module.check_input = False
 
 
 def as_pair(size: Size2d | Sequence[int]) -> Tuple[int, int]:

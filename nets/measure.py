@@ -16,16 +16,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters (shared tensors counted once; buffers such as BN running
-    statistics are not parameters)."""
-    seen = set()
-    total = 0
-    for p in model.parameters():
-        if id(p) in seen or (trainable_only and not p.requires_grad):
-            continue
-        seen.add(id(p))
-        total += p.numel()
-    return total
+    """Number of parameters (``model.parameters()`` yields a shared tensor once; buffers
+    such as BN running statistics are not parameters)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 def count_macs(model: nn.Module, input_size: Union[Sequence[int], torch.Size]) -> int:

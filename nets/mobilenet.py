@@ -22,14 +22,14 @@ checkpoints. Layout: helpers → blocks → models → builders; architectures a
 from __future__ import annotations
 
 from functools import partial
-from typing import Callable, Optional, Sequence, Tuple, Type
+from typing import Any, Callable, Optional, Sequence, Tuple, Type
 
 import torch
 from torch import nn
 
-from .layers import ConvNormAct, ModuleFactory, check_image_batch, make_divisible
+from .layers import ChecksInput, ConvNormAct, LayerFactory, check_image_batch, check_width_mult, make_divisible
 from .se import SqueezeExcitation
-from .weights import check_num_classes, load_torchvision_weights
+from .weights import Weights, check_num_classes, load_torchvision_weights
 
 __all__ = [
     "DepthwiseSeparableConv",
@@ -47,12 +47,7 @@ __all__ = [
 
 # --------------------------------------------------------------------------- helpers
 
-def _check_width(width_mult: float) -> None:
-    if not width_mult > 0:
-        raise ValueError(f"width_mult must be a positive number, got {width_mult}")
-
-
-def _check_pretrained_width(weights: Optional[str], width_mult: float) -> None:
+def _check_pretrained_width(weights: Optional[Weights], width_mult: float) -> None:
     if weights is not None and width_mult != 1.0:
         raise ValueError(f"the pretrained weights are for width_mult=1.0, got width_mult={width_mult}")
 
@@ -85,8 +80,8 @@ class DepthwiseSeparableConv(nn.Sequential):
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1,
-                 norm_layer: ModuleFactory = nn.BatchNorm2d,
-                 activation_layer: ModuleFactory = nn.ReLU) -> None:
+                 norm_layer: LayerFactory = nn.BatchNorm2d,
+                 activation_layer: LayerFactory = nn.ReLU) -> None:
         super().__init__()
         self.add_module("depthwise", ConvNormAct(in_channels, in_channels, 3, stride, groups=in_channels,
                                                  norm_layer=norm_layer, activation_layer=activation_layer))
@@ -96,8 +91,8 @@ class DepthwiseSeparableConv(nn.Sequential):
 
 
 def _full_conv(in_channels: int, out_channels: int, stride: int = 1,
-               norm_layer: ModuleFactory = nn.BatchNorm2d,
-               activation_layer: ModuleFactory = nn.ReLU) -> nn.Module:
+               norm_layer: LayerFactory = nn.BatchNorm2d,
+               activation_layer: LayerFactory = nn.ReLU) -> nn.Module:
     """The paper's comparison layer (Table 4, "Conv MobileNet"): one full 3×3 conv → BN → ReLU
     in place of a depthwise separable pair."""
     return ConvNormAct(in_channels, out_channels, 3, stride,
@@ -125,7 +120,7 @@ MOBILENET_V1_SETTING: Tuple[Tuple[int, int], ...] = (
 )
 
 
-class MobileNetV1(nn.Module):
+class MobileNetV1(ChecksInput, nn.Module):
     """MobileNet V1 (arXiv:1704.04861): a 3×3 conv with stride 2 and 32 filters, 13
     depthwise separable layer pairs (``MOBILENET_V1_SETTING``), global average pooling and
     a fully connected classifier: 28 layers (27 convs + FC); 4.2M parameters and 569M MACs at 224².
@@ -152,11 +147,11 @@ class MobileNetV1(nn.Module):
         setting: Sequence[Tuple[int, int]] = MOBILENET_V1_SETTING,
         stem_channels: int = 32,
         in_channels: int = 3,
-        norm_layer: ModuleFactory = nn.BatchNorm2d,
-        activation_layer: ModuleFactory = nn.ReLU,
+        norm_layer: LayerFactory = nn.BatchNorm2d,
+        activation_layer: LayerFactory = nn.ReLU,
     ) -> None:
         super().__init__()
-        _check_width(width_mult)
+        check_width_mult(width_mult)
         self.in_channels = in_channels
         block = DepthwiseSeparableConv if separable else _full_conv
 
@@ -172,9 +167,11 @@ class MobileNetV1(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(channels, num_classes)
         _init_weights(self)
+        self.skip_nested_checks()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_image_batch(x, self.in_channels, 1, type(self).__name__)
+        if self.check_input:
+            check_image_batch(x, self.in_channels, owner=type(self).__name__)
         x = self.features(x)                  # (N, 1024α, H/32, W/32)
         x = torch.flatten(self.avgpool(x), 1)  # (N, 1024α)
         return self.classifier(x)             # (N, num_classes)
@@ -193,7 +190,7 @@ class InvertedResidual(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int, expand_ratio: float,
-                 norm_layer: ModuleFactory = nn.BatchNorm2d) -> None:
+                 norm_layer: LayerFactory = nn.BatchNorm2d) -> None:
         super().__init__()
         if stride not in (1, 2):
             raise ValueError(f"stride must be 1 or 2, got {stride}")
@@ -232,7 +229,7 @@ MOBILENET_V2_SETTING: Tuple[Tuple[int, int, int, int], ...] = (
 )
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(ChecksInput, nn.Module):
     """MobileNet V2 (arXiv:1801.04381), laid out as torchvision's ``MobileNetV2``.
 
     ``features``: stem ConvNormAct (3×3, stride 2, ReLU6), 17 ``InvertedResidual`` blocks from
@@ -257,10 +254,10 @@ class MobileNetV2(nn.Module):
         last_channel: int = 1280,
         dropout: float = 0.2,
         in_channels: int = 3,
-        norm_layer: ModuleFactory = nn.BatchNorm2d,
+        norm_layer: LayerFactory = nn.BatchNorm2d,
     ) -> None:
         super().__init__()
-        _check_width(width_mult)
+        check_width_mult(width_mult)
         self.in_channels = in_channels
         channels = make_divisible(stem_channels * width_mult, round_nearest)
         self.last_channel = make_divisible(last_channel * max(1.0, width_mult), round_nearest)
@@ -277,9 +274,11 @@ class MobileNetV2(nn.Module):
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(nn.Dropout(p=dropout), nn.Linear(self.last_channel, num_classes))
         _init_weights(self)
+        self.skip_nested_checks()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_image_batch(x, self.in_channels, 1, type(self).__name__)
+        if self.check_input:
+            check_image_batch(x, self.in_channels, owner=type(self).__name__)
         x = self.features(x)                                     # (N, 1280, H/32, W/32)
         x = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)  # (N, 1280)
         return self.classifier(x)                                # (N, num_classes)
@@ -311,9 +310,9 @@ class InvertedResidualV3(nn.Module):
     """
 
     def __init__(self, in_channels: int, kernel_size: int, expanded_channels: int, out_channels: int,
-                 use_se: bool, activation_layer: ModuleFactory, stride: int,
-                 norm_layer: ModuleFactory,
-                 se_layer: Callable[[int], nn.Module] = _se_v3) -> None:
+                 use_se: bool, activation_layer: LayerFactory, stride: int,
+                 norm_layer: LayerFactory,
+                 se_layer: LayerFactory = _se_v3) -> None:
         super().__init__()
         if stride not in (1, 2):
             raise ValueError(f"stride must be 1 or 2, got {stride}")
@@ -376,7 +375,7 @@ MOBILENET_V3_SMALL_SETTING: Tuple[tuple, ...] = (
 )
 
 
-class MobileNetV3(nn.Module):
+class MobileNetV3(ChecksInput, nn.Module):
     """MobileNet V3 (arXiv:1905.02244), laid out as torchvision's ``MobileNetV3``.
 
     ``features``: stem ConvNormAct (3×3, stride 2, h-swish), one ``InvertedResidualV3`` per
@@ -402,10 +401,10 @@ class MobileNetV3(nn.Module):
         stem_channels: int = 16,
         dropout: float = 0.2,
         in_channels: int = 3,
-        norm_layer: Optional[ModuleFactory] = None,
+        norm_layer: Optional[LayerFactory] = None,
     ) -> None:
         super().__init__()
-        _check_width(width_mult)
+        check_width_mult(width_mult)
         if norm_layer is None:
             norm_layer = partial(nn.BatchNorm2d, eps=0.001, momentum=0.01)
         self.in_channels = in_channels
@@ -433,9 +432,11 @@ class MobileNetV3(nn.Module):
             nn.Linear(self.last_channel, num_classes),
         )
         _init_weights(self)
+        self.skip_nested_checks()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_image_batch(x, self.in_channels, 1, type(self).__name__)
+        if self.check_input:
+            check_image_batch(x, self.in_channels, owner=type(self).__name__)
         x = self.features(x)                   # (N, 6·C_last, H/32, W/32)
         x = torch.flatten(self.avgpool(x), 1)  # (N, 6·C_last)
         return self.classifier(x)              # (N, num_classes)
@@ -443,8 +444,8 @@ class MobileNetV3(nn.Module):
 
 # --------------------------------------------------------------------------- builders
 
-def mobilenet_v1(width_mult: float = 1.0, num_classes: int = 1000, separable: bool = True,
-                 **kwargs) -> MobileNetV1:
+def mobilenet_v1(*, num_classes: int = 1000, width_mult: float = 1.0, separable: bool = True,
+                 **kwargs: Any) -> MobileNetV1:
     """MobileNet V1 α-224 (arXiv:1704.04861): 4,231,976 parameters and 0.569 GMACs at α = 1
     and 224² (paper: 4.2M, 569M, 70.6 % top-1). ``separable=False``: the full-convolution
     comparison model, 29,294,088 parameters and 4.867 GMACs (paper: 29.3M, 4866M, 71.7 %).
@@ -452,40 +453,39 @@ def mobilenet_v1(width_mult: float = 1.0, num_classes: int = 1000, separable: bo
     return MobileNetV1(num_classes=num_classes, width_mult=width_mult, separable=separable, **kwargs)
 
 
-def mobilenet_v2(width_mult: float = 1.0, num_classes: int = 1000, weights: Optional[str] = None,
-                 progress: bool = True, **kwargs) -> MobileNetV2:
+def _torchvision_mobilenet(name: str, model: Callable[..., nn.Module], weights: Optional[Weights],
+                           progress: bool, num_classes: int, width_mult: float,
+                           kwargs: dict) -> nn.Module:
+    check_num_classes(weights, name, num_classes)
+    _check_pretrained_width(weights, width_mult)
+    net = model(num_classes=num_classes, width_mult=width_mult, **kwargs)
+    if weights is not None:
+        load_torchvision_weights(net, weights, name, progress)
+    return net
+
+
+def mobilenet_v2(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
+                 width_mult: float = 1.0, **kwargs: Any) -> MobileNetV2:
     """MobileNet V2 (arXiv:1801.04381), torchvision-compatible. ``weights``: a
-    ``MobileNet_V2_Weights`` name ("IMAGENET1K_V1", "IMAGENET1K_V2", "DEFAULT") to load
-    torchvision's ImageNet checkpoint (71.88 % top-1 for V1)."""
-    check_num_classes(weights, "MobileNet_V2_Weights", num_classes)
-    _check_pretrained_width(weights, width_mult)
-    model = MobileNetV2(num_classes=num_classes, width_mult=width_mult, **kwargs)
-    if weights is not None:
-        load_torchvision_weights(model, weights, "MobileNet_V2_Weights", progress)
-    return model
+    ``MobileNet_V2_Weights`` member or name ("IMAGENET1K_V1", "IMAGENET1K_V2", "DEFAULT") to
+    load torchvision's ImageNet checkpoint (71.88 % top-1 for V1)."""
+    return _torchvision_mobilenet("mobilenet_v2", MobileNetV2, weights, progress, num_classes,
+                                  width_mult, kwargs)
 
 
-def _mobilenet_v3(setting: Sequence[tuple], last_channel: int, enum_name: str, weights: Optional[str],
-                  num_classes: int, width_mult: float, progress: bool, kwargs: dict) -> MobileNetV3:
-    check_num_classes(weights, enum_name, num_classes)
-    _check_pretrained_width(weights, width_mult)
-    model = MobileNetV3(setting, last_channel, num_classes=num_classes, width_mult=width_mult, **kwargs)
-    if weights is not None:
-        load_torchvision_weights(model, weights, enum_name, progress)
-    return model
-
-
-def mobilenet_v3_large(weights: Optional[str] = None, num_classes: int = 1000, width_mult: float = 1.0,
-                       progress: bool = True, **kwargs) -> MobileNetV3:
+def mobilenet_v3_large(*, weights: Optional[Weights] = None, progress: bool = True,
+                       num_classes: int = 1000, width_mult: float = 1.0, **kwargs: Any) -> MobileNetV3:
     """MobileNet V3-Large (arXiv:1905.02244), torchvision-compatible; ``weights``: a
-    ``MobileNet_V3_Large_Weights`` name (74.04 % top-1 for IMAGENET1K_V1)."""
-    return _mobilenet_v3(MOBILENET_V3_LARGE_SETTING, 1280, "MobileNet_V3_Large_Weights", weights,
-                         num_classes, width_mult, progress, kwargs)
+    ``MobileNet_V3_Large_Weights`` member or name (74.04 % top-1 for IMAGENET1K_V1)."""
+    return _torchvision_mobilenet("mobilenet_v3_large",
+                                  partial(MobileNetV3, MOBILENET_V3_LARGE_SETTING, 1280),
+                                  weights, progress, num_classes, width_mult, kwargs)
 
 
-def mobilenet_v3_small(weights: Optional[str] = None, num_classes: int = 1000, width_mult: float = 1.0,
-                       progress: bool = True, **kwargs) -> MobileNetV3:
+def mobilenet_v3_small(*, weights: Optional[Weights] = None, progress: bool = True,
+                       num_classes: int = 1000, width_mult: float = 1.0, **kwargs: Any) -> MobileNetV3:
     """MobileNet V3-Small (arXiv:1905.02244), torchvision-compatible; ``weights``: a
-    ``MobileNet_V3_Small_Weights`` name (67.67 % top-1 for IMAGENET1K_V1)."""
-    return _mobilenet_v3(MOBILENET_V3_SMALL_SETTING, 1024, "MobileNet_V3_Small_Weights", weights,
-                         num_classes, width_mult, progress, kwargs)
+    ``MobileNet_V3_Small_Weights`` member or name (67.67 % top-1 for IMAGENET1K_V1)."""
+    return _torchvision_mobilenet("mobilenet_v3_small",
+                                  partial(MobileNetV3, MOBILENET_V3_SMALL_SETTING, 1024),
+                                  weights, progress, num_classes, width_mult, kwargs)

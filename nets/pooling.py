@@ -2,8 +2,8 @@
 
 A classification backbone ends in a feature map (N, C, H, W) whose H × W depends on the input
 size. *Global* pooling reduces each channel to one number, whatever H and W are — which is
-why a network that pools adaptively accepts any input size, and one that ends in
-``AvgPool2d(7)`` (as in the source notes) only works for 224 × 224 images.
+why a network that pools adaptively accepts any input size, and one that ends in a fixed
+``AvgPool2d(7)`` only works for 224 × 224 images.
 
     avg        mean over H × W                 (N, C)   "what is there, on average"
     max        max over H × W                  (N, C)   "is it anywhere, strongly"
@@ -17,12 +17,12 @@ channel attention uses the same pair).
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 from torch import nn
 
-from .layers import check_image_batch
+from .layers import ChecksInput, LayerFactory, check_image_batch
 
 __all__ = ["POOL_MODES", "feature_multiplier", "GlobalPool2d", "DualPoolHead"]
 
@@ -41,7 +41,7 @@ def _check_mode(mode: str) -> None:
         raise ValueError(f"unknown pooling mode {mode!r}; choose one of {', '.join(POOL_MODES)}")
 
 
-class GlobalPool2d(nn.Module):
+class GlobalPool2d(ChecksInput, nn.Module):
     """Global pooling over H × W by name: ``(N, C, H, W) -> (N, k·C)`` with ``flatten=True``
     or ``(N, k·C, 1, 1)`` without, where ``k = feature_multiplier(mode)``. No parameters;
     any H, W ≥ 1."""
@@ -57,9 +57,8 @@ class GlobalPool2d(nn.Module):
         return feature_multiplier(self.mode) * in_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor) or x.dim() != 4:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"GlobalPool2d expects a batch shaped (N, C, H, W), got {shape}")
+        if self.check_input:
+            check_image_batch(x, owner="GlobalPool2d")
         if self.mode == "avg":
             y = x.mean(dim=(2, 3), keepdim=True)                        # (N, C, 1, 1)
         elif self.mode == "max":
@@ -75,22 +74,22 @@ class GlobalPool2d(nn.Module):
         return f"mode={self.mode!r}, flatten={self.flatten}"
 
 
-class DualPoolHead(nn.Module):
+class DualPoolHead(ChecksInput, nn.Module):
     """Classifier head on concatenated global average and max pooling.
 
         (N, C, H, W) → [avg; max] (N, 2C, 1, 1) → 1×1 conv (N, hidden, 1, 1) → act
                      → flatten (N, hidden) → dropout → linear (N, num_classes)
 
-    This is the "dual pooling" head of the source notes, with every width derived from
-    ``in_channels`` (the notes hard-coded ResNet-18's 512 channels as ``Conv2d(1024, 512,
-    1)``), so it fits any backbone: 512 channels for ResNet-18/34, 2048 for ResNet-50 and up.
-    ``hidden`` defaults to ``in_channels``.
+    Concatenating both global poolings before the classifier is fastai's
+    ``AdaptiveConcatPool2d`` head (Howard and Gugger, arXiv:2002.04688) and timm's
+    ``catavgmax``. Every width is derived from ``in_channels``, so the head fits any
+    backbone: 512 channels for ResNet-18/34, 2048 for ResNet-50 and up. ``hidden`` defaults
+    to ``in_channels``.
 
-    Activation: the notes put *no* nonlinearity between the 1×1 reduction and the linear
-    layer, and that is the default here (``act_layer=None``) so the head is the one the
-    notes describe. Be aware what it means: two linear maps in a row are one linear map.
-    In eval mode (dropout off) the head equals a single ``Linear(2C, num_classes)`` with
-    weight ``W_fc · W_reduce`` and bias ``W_fc · b_reduce + b_fc``; the reduction only adds
+    Activation: by default (``act_layer=None``) there is no nonlinearity between the 1×1
+    reduction and the linear layer. Two linear maps in a row are one linear map: in eval
+    mode (dropout off) the head equals a single ``Linear(2C, num_classes)`` with weight
+    ``W_fc · W_reduce`` and bias ``W_fc · b_reduce + b_fc``; the reduction only adds
     parameters and a place for dropout. Pass ``act_layer=nn.ReLU`` to make it a real
     two-layer MLP.
     """
@@ -101,7 +100,7 @@ class DualPoolHead(nn.Module):
         num_classes: int,
         hidden: Optional[int] = None,
         dropout: float = 0.5,
-        act_layer: Optional[Callable[..., nn.Module]] = None,
+        act_layer: Optional[LayerFactory] = None,
     ) -> None:
         super().__init__()
         if in_channels < 1 or num_classes < 1:
@@ -118,9 +117,11 @@ class DualPoolHead(nn.Module):
         self.act = act_layer() if act_layer is not None else nn.Identity()
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(hidden, num_classes)
+        self.skip_nested_checks()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_image_batch(x, self.in_channels, owner="DualPoolHead")
+        if self.check_input:
+            check_image_batch(x, self.in_channels, owner="DualPoolHead")
         x = self.pool(x)                       # (N, 2C, 1, 1)
         x = self.act(self.reduce(x))           # (N, hidden, 1, 1)
         x = self.dropout(x.flatten(1))         # (N, hidden)

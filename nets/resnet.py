@@ -30,19 +30,20 @@ are identical.
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence, Type, Union
+from typing import Any, Optional, Sequence, Type, Union
 
 import torch
 from torch import nn
 
-from .layers import ConvNormAct, check_image_batch
-from .weights import check_num_classes, load_torchvision_weights
+from .layers import ChecksInput, ConvNormAct, LayerFactory, check_image_batch
+from .weights import Weights, check_num_classes, load_torchvision_weights, no_pretrained_weights
 
 __all__ = [
     "BasicBlock",
     "Bottleneck",
     "ResNet",
     "init_resnet_weights",
+    "attention_resnet",
     "resnet18",
     "resnet34",
     "resnet50",
@@ -54,10 +55,6 @@ __all__ = [
     "wide_resnet50_2",
     "wide_resnet101_2",
 ]
-
-NormLayer = Callable[[int], nn.Module]
-AttnLayer = Callable[[int], nn.Module]
-
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
     """3×3 convolution, padding 1, no bias (the norm that follows has its own shift)."""
@@ -98,8 +95,8 @@ class BasicBlock(nn.Module):
         downsample: Optional[nn.Module] = None,
         groups: int = 1,
         base_width: int = 64,
-        norm_layer: Optional[NormLayer] = None,
-        attn_layer: Optional[AttnLayer] = None,
+        norm_layer: Optional[LayerFactory] = None,
+        attn_layer: Optional[LayerFactory] = None,
         shortcut: bool = True,
     ) -> None:
         super().__init__()
@@ -164,8 +161,8 @@ class Bottleneck(nn.Module):
         downsample: Optional[nn.Module] = None,
         groups: int = 1,
         base_width: int = 64,
-        norm_layer: Optional[NormLayer] = None,
-        attn_layer: Optional[AttnLayer] = None,
+        norm_layer: Optional[LayerFactory] = None,
+        attn_layer: Optional[LayerFactory] = None,
         shortcut: bool = True,
     ) -> None:
         super().__init__()
@@ -224,7 +221,7 @@ def init_resnet_weights(model: nn.Module, zero_init_residual: bool = False) -> N
 _STEMS = ("standard", "deep")
 
 
-class ResNet(nn.Module):
+class ResNet(ChecksInput, nn.Module):
     """ImageNet ResNet / ResNeXt / Wide ResNet (see the module docstring for the layout).
 
     ``block`` and ``layers`` (blocks per stage, e.g. ``[3, 4, 6, 3]`` for ResNet-50) fix the
@@ -233,15 +230,15 @@ class ResNet(nn.Module):
     ``attn_layer`` goes into every block (SE-ResNet, CBAM-ResNet).
 
     ``stem="deep"`` replaces the 7×7 conv by three 3×3 convs (the "ResNet-C" stem of Bag of
-    Tricks, He et al. arXiv:1812.01187, as in the source notes' ``deep_base``):
+    Tricks, He et al. arXiv:1812.01187; PSPNet's ``deep_base``):
     ``conv1 = [3×3/2 → norm → ReLU → 3×3 → norm → ReLU → 3×3 to 2·stem_width]``, followed as
     usual by ``bn1``, ReLU and max pool. Three small convolutions instead of one large: more
     nonlinearity and a receptive field of 11 instead of 7 pixels. At the default
     ``stem_width=32`` only ``conv1`` differs, so torchvision's weights fit everything else
     (``load_state_dict(..., strict=False)``).
 
-    Any input of at least 1×1 pixels works: the pooling before ``fc`` is adaptive (the
-    notes' ``AvgPool2d(7)`` only fits 224×224).
+    Any input of at least 1×1 pixels works: the pooling before ``fc`` is adaptive, not a
+    fixed ``AvgPool2d(7)`` that only fits 224×224.
 
     Shapes: ``(N, in_channels, H, W) -> (N, num_classes)``;
     :meth:`forward_features`: ``-> (N, 512·e, ceil(H/32), ceil(W/32))``.
@@ -256,10 +253,10 @@ class ResNet(nn.Module):
         groups: int = 1,
         width_per_group: int = 64,
         zero_init_residual: bool = False,
-        norm_layer: Optional[NormLayer] = None,
+        norm_layer: Optional[LayerFactory] = None,
         stem: str = "standard",
         stem_width: int = 32,
-        attn_layer: Optional[AttnLayer] = None,
+        attn_layer: Optional[LayerFactory] = None,
     ) -> None:
         super().__init__()
         if len(layers) != 4 or any(int(n) < 1 for n in layers):
@@ -278,7 +275,7 @@ class ResNet(nn.Module):
             self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
         else:
             self.inplanes = 2 * stem_width
-            # Flat Sequential (indices 0..6, ReLUs at 2 and 5), the layout of the notes and timm.
+            # Flat Sequential (indices 0..6, ReLUs at 2 and 5), timm's layout.
             self.conv1 = nn.Sequential(
                 *ConvNormAct(in_channels, stem_width, 3, stride=2, norm_layer=norm_layer),
                 *ConvNormAct(stem_width, stem_width, 3, norm_layer=norm_layer),
@@ -296,6 +293,7 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(self.num_features, num_classes)
 
         init_resnet_weights(self, zero_init_residual)
+        self.skip_nested_checks()
 
     def _make_layer(self, block: Block, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
         """One stage: the first block changes the shape (stride, width), the rest keep it."""
@@ -315,7 +313,8 @@ class ResNet(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The backbone: stem and the four stages, before pooling.
         ``(N, in_channels, H, W) -> (N, 512·e, ceil(H/32), ceil(W/32))``."""
-        check_image_batch(x, self.in_channels, owner=type(self).__name__)
+        if self.check_input:
+            check_image_batch(x, self.in_channels, owner=type(self).__name__)
         x = self.relu(self.bn1(self.conv1(x)))    # (N, 64, H/2, W/2)
         x = self.maxpool(x)                       # (N, 64, H/4, W/4)
         x = self.layer1(x)                        # (N, 64·e, H/4, W/4)
@@ -343,88 +342,102 @@ _ARCHS = {
     "wide_resnet101_2": (Bottleneck, [3, 4, 23, 3], 1, 128),
 }
 
-# torchvision's weight enums, for ``weights=``.
-_WEIGHTS_ENUMS = {
-    "resnet18": "ResNet18_Weights",
-    "resnet34": "ResNet34_Weights",
-    "resnet50": "ResNet50_Weights",
-    "resnet101": "ResNet101_Weights",
-    "resnet152": "ResNet152_Weights",
-    "resnext50_32x4d": "ResNeXt50_32X4D_Weights",
-    "resnext101_32x8d": "ResNeXt101_32X8D_Weights",
-    "resnext101_64x4d": "ResNeXt101_64X4D_Weights",
-    "wide_resnet50_2": "Wide_ResNet50_2_Weights",
-    "wide_resnet101_2": "Wide_ResNet101_2_Weights",
-}
-
-
-def _build(arch: str, weights: Optional[str], num_classes: int, **kwargs) -> ResNet:
-    enum_name = _WEIGHTS_ENUMS[arch]
-    check_num_classes(weights, enum_name, num_classes)
+def _build(arch: str, weights: Optional[Weights], progress: bool, num_classes: int,
+           **kwargs: Any) -> ResNet:
+    """Build ``arch`` from ``_ARCHS``; load torchvision's checkpoint named by ``weights``
+    (resolved through torchvision's own ``get_model_weights(arch)``)."""
+    check_num_classes(weights, arch, num_classes)
     block, layers, groups, width = _ARCHS[arch]
     model = ResNet(block, layers, num_classes=num_classes, groups=groups,
                    width_per_group=width, **kwargs)
     if weights is not None:
-        load_torchvision_weights(model, weights, enum_name)
+        load_torchvision_weights(model, weights, arch, progress)
     return model
 
 
-def resnet18(*, weights: Optional[str] = None, num_classes: int = 1000, **kwargs) -> ResNet:
+def attention_resnet(arch: str, attention: LayerFactory, what: str, *,
+                     weights: Optional[Weights] = None, progress: bool = True,
+                     num_classes: int = 1000, **kwargs: Any) -> ResNet:
+    """The ResNet ``arch`` (a key of ``_ARCHS``, e.g. ``"resnet50"``) with ``attention``
+    (an ``attn_layer`` factory) in every block's attention slot: how SE-ResNet and CBAM-ResNet are built. ``what``
+    names the family in error messages. torchvision has no checkpoints for them, so
+    ``weights`` must be None; an ImageNet ResNet's state_dict loads with ``strict=False``
+    (only the attention parameters stay missing)."""
+    no_pretrained_weights(weights, what, hint=(
+        "; to start from an ImageNet ResNet, load its state_dict with strict=False "
+        "(only the attention parameters stay missing)"))
+    if "attn_layer" in kwargs:
+        raise ValueError(f"{what} builders set attn_layer themselves; use nets.resnet.ResNet "
+                         "for another attention module")
+    return _build(arch, None, progress, num_classes, attn_layer=attention, **kwargs)
+
+
+def resnet18(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
+        **kwargs: Any) -> ResNet:
     """ResNet-18: basic blocks [2, 2, 2, 2]; 11,689,512 parameters, 1.81 GMACs at 224×224.
     ``weights``: a ``ResNet18_Weights`` name, e.g. ``"IMAGENET1K_V1"`` (69.76 % top-1)."""
-    return _build("resnet18", weights, num_classes, **kwargs)
+    return _build("resnet18", weights, progress, num_classes, **kwargs)
 
 
-def resnet34(*, weights: Optional[str] = None, num_classes: int = 1000, **kwargs) -> ResNet:
+def resnet34(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
+        **kwargs: Any) -> ResNet:
     """ResNet-34: basic blocks [3, 4, 6, 3]; 21,797,672 parameters, 3.66 GMACs.
     ``weights``: a ``ResNet34_Weights`` name (73.31 % top-1)."""
-    return _build("resnet34", weights, num_classes, **kwargs)
+    return _build("resnet34", weights, progress, num_classes, **kwargs)
 
 
-def resnet50(*, weights: Optional[str] = None, num_classes: int = 1000, **kwargs) -> ResNet:
+def resnet50(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
+        **kwargs: Any) -> ResNet:
     """ResNet-50 (V1.5): bottlenecks [3, 4, 6, 3]; 25,557,032 parameters, 4.09 GMACs.
     ``weights``: a ``ResNet50_Weights`` name (V1 76.13 %, V2 = DEFAULT 80.86 % top-1)."""
-    return _build("resnet50", weights, num_classes, **kwargs)
+    return _build("resnet50", weights, progress, num_classes, **kwargs)
 
 
-def resnet101(*, weights: Optional[str] = None, num_classes: int = 1000, **kwargs) -> ResNet:
+def resnet101(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
+        **kwargs: Any) -> ResNet:
     """ResNet-101 (V1.5): bottlenecks [3, 4, 23, 3]; 44,549,160 parameters, 7.80 GMACs.
     ``weights``: a ``ResNet101_Weights`` name."""
-    return _build("resnet101", weights, num_classes, **kwargs)
+    return _build("resnet101", weights, progress, num_classes, **kwargs)
 
 
-def resnet152(*, weights: Optional[str] = None, num_classes: int = 1000, **kwargs) -> ResNet:
+def resnet152(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
+        **kwargs: Any) -> ResNet:
     """ResNet-152 (V1.5): bottlenecks [3, 8, 36, 3]; 60,192,808 parameters, 11.51 GMACs.
     ``weights``: a ``ResNet152_Weights`` name."""
-    return _build("resnet152", weights, num_classes, **kwargs)
+    return _build("resnet152", weights, progress, num_classes, **kwargs)
 
 
-def resnext50_32x4d(*, weights: Optional[str] = None, num_classes: int = 1000, **kwargs) -> ResNet:
+def resnext50_32x4d(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
+        **kwargs: Any) -> ResNet:
     """ResNeXt-50 32×4d: ResNet-50 with 32 groups of 4 channels in each 3×3 conv;
     25,028,904 parameters, 4.23 GMACs. ``weights``: a ``ResNeXt50_32X4D_Weights`` name."""
-    return _build("resnext50_32x4d", weights, num_classes, **kwargs)
+    return _build("resnext50_32x4d", weights, progress, num_classes, **kwargs)
 
 
-def resnext101_32x8d(*, weights: Optional[str] = None, num_classes: int = 1000, **kwargs) -> ResNet:
+def resnext101_32x8d(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
+        **kwargs: Any) -> ResNet:
     """ResNeXt-101 32×8d: ResNet-101 with 32 groups of 8 channels; 88,791,336 parameters.
     ``weights``: a ``ResNeXt101_32X8D_Weights`` name."""
-    return _build("resnext101_32x8d", weights, num_classes, **kwargs)
+    return _build("resnext101_32x8d", weights, progress, num_classes, **kwargs)
 
 
-def resnext101_64x4d(*, weights: Optional[str] = None, num_classes: int = 1000, **kwargs) -> ResNet:
+def resnext101_64x4d(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
+        **kwargs: Any) -> ResNet:
     """ResNeXt-101 64×4d: ResNet-101 with 64 groups of 4 channels; 83,455,272 parameters.
     ``weights``: a ``ResNeXt101_64X4D_Weights`` name."""
-    return _build("resnext101_64x4d", weights, num_classes, **kwargs)
+    return _build("resnext101_64x4d", weights, progress, num_classes, **kwargs)
 
 
-def wide_resnet50_2(*, weights: Optional[str] = None, num_classes: int = 1000, **kwargs) -> ResNet:
+def wide_resnet50_2(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
+        **kwargs: Any) -> ResNet:
     """Wide ResNet-50-2: ResNet-50 with bottlenecks twice as wide inside (the outer
     widths stay); 68,883,240 parameters, 11.40 GMACs. ``weights``: a
     ``Wide_ResNet50_2_Weights`` name."""
-    return _build("wide_resnet50_2", weights, num_classes, **kwargs)
+    return _build("wide_resnet50_2", weights, progress, num_classes, **kwargs)
 
 
-def wide_resnet101_2(*, weights: Optional[str] = None, num_classes: int = 1000, **kwargs) -> ResNet:
+def wide_resnet101_2(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
+        **kwargs: Any) -> ResNet:
     """Wide ResNet-101-2: ResNet-101 with bottlenecks twice as wide inside; 126,886,696
     parameters. ``weights``: a ``Wide_ResNet101_2_Weights`` name."""
-    return _build("wide_resnet101_2", weights, num_classes, **kwargs)
+    return _build("wide_resnet101_2", weights, progress, num_classes, **kwargs)

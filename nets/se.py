@@ -18,13 +18,14 @@ with ``attn_layer=SqueezeExcitation`` and nothing else.
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Callable
+from typing import Any, Optional
 
 import torch
 from torch import nn
 
-from .layers import check_image_batch, make_divisible
-from . import resnet
+from .layers import ChecksInput, LayerFactory, check_image_batch, make_divisible
+from .resnet import ResNet, attention_resnet
+from .weights import Weights
 
 __all__ = [
     "SqueezeExcitation",
@@ -38,7 +39,7 @@ __all__ = [
 _SQUEEZE_POOLS = ("avg", "max")
 
 
-class SqueezeExcitation(nn.Module):
+class SqueezeExcitation(ChecksInput, nn.Module):
     """Channel attention by squeeze (global pooling) and excitation (a two-layer gate).
 
     The two fully connected layers are written as 1×1 convolutions with bias (``fc1``,
@@ -48,11 +49,11 @@ class SqueezeExcitation(nn.Module):
     Width of the bottleneck: ``make_divisible(channels / reduction, divisor)``, i.e. C / r
     rounded to a multiple of ``divisor`` (8 by default) and never below it. This is timm's
     ``SEModule`` rule and what the SE-ResNet parameter counts in the reference imply
-    (SE-ResNet-18's 64-channel blocks squeeze to 8, not 64 // 16 = 4). Plain
-    ``channels // reduction`` — the source notes' choice — is 0 for fewer than ``reduction``
-    channels, and a zero-width layer silently turns the gate into a constant sigmoid(b2).
-    For very narrow inputs (e.g. 4 channels) the rounded "squeeze" is wider than the input;
-    that is the price of never collapsing.
+    (SE-ResNet-18's 64-channel blocks squeeze to 8, not 64 // 16 = 4). It never reaches 0,
+    which plain ``channels // reduction`` does for fewer than ``reduction`` channels (a
+    zero-width layer turns the gate into a constant sigmoid(b2)). For very narrow inputs
+    (e.g. 4 channels) the rounded "squeeze" is wider than the input; that is the price of
+    never collapsing.
 
     The paper's ablations are one argument away: ``gate_layer`` (sigmoid 22.28 % top-1
     error, tanh 23.00, ReLU 23.47 on ResNet-50) and ``pool`` ("avg" 22.28 vs "max" 22.57).
@@ -65,8 +66,8 @@ class SqueezeExcitation(nn.Module):
         channels: int,
         reduction: float = 16,
         divisor: int = 8,
-        act_layer: Callable[..., nn.Module] = nn.ReLU,
-        gate_layer: Callable[..., nn.Module] = nn.Sigmoid,
+        act_layer: LayerFactory = nn.ReLU,
+        gate_layer: LayerFactory = nn.Sigmoid,
         pool: str = "avg",
     ) -> None:
         super().__init__()
@@ -93,52 +94,49 @@ class SqueezeExcitation(nn.Module):
         return self.gate(self.fc2(self.act(self.fc1(z))))        # (N, C, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_image_batch(x, self.channels, owner="SqueezeExcitation")
-        # Broadcasting stretches s over H × W: the notes' lost ``expand_as(x)`` is implicit.
+        if self.check_input:
+            check_image_batch(x, self.channels, owner="SqueezeExcitation")
+        # Broadcasting stretches s (N, C, 1, 1) over H × W, as s.expand_as(x) would.
         return x * self.channel_weights(x)                        # (N, C, H, W)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, squeeze_channels={self.squeeze_channels}, pool={self.pool!r}"
 
 
-def _se_resnet(builder: Callable[..., nn.Module], num_classes: int, reduction: float,
-               kwargs: dict) -> resnet.ResNet:
-    if kwargs.get("weights") is not None:
-        raise ValueError(
-            "there are no pretrained SE-ResNet weights in torchvision; build without weights "
-            "and, to start from an ImageNet ResNet, load its state_dict with strict=False "
-            "(only the SE parameters stay missing)")
-    if "attn_layer" in kwargs:
-        raise ValueError("SE-ResNet builders set attn_layer themselves; use nets.resnet.ResNet "
-                         "for another attention module")
-    kwargs.pop("weights", None)  # weights=None: nothing to load
-    return builder(num_classes=num_classes,
-                   attn_layer=partial(SqueezeExcitation, reduction=reduction), **kwargs)
+def _se_resnet(arch: str, weights: Optional[Weights], progress: bool, num_classes: int,
+               reduction: float, kwargs: dict) -> ResNet:
+    return attention_resnet(arch, partial(SqueezeExcitation, reduction=reduction), "SE-ResNet",
+                            weights=weights, progress=progress, num_classes=num_classes, **kwargs)
 
 
-def se_resnet18(*, num_classes: int = 1000, reduction: float = 16, **kwargs: Any) -> resnet.ResNet:
+def se_resnet18(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
+                reduction: float = 16, **kwargs: Any) -> ResNet:
     """SE-ResNet-18: ResNet-18 with an SE block in each of its 8 basic blocks (11,779,624
     parameters at 1000 classes)."""
-    return _se_resnet(resnet.resnet18, num_classes, reduction, kwargs)
+    return _se_resnet("resnet18", weights, progress, num_classes, reduction, kwargs)
 
 
-def se_resnet34(*, num_classes: int = 1000, reduction: float = 16, **kwargs: Any) -> resnet.ResNet:
+def se_resnet34(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
+                reduction: float = 16, **kwargs: Any) -> ResNet:
     """SE-ResNet-34: ResNet-34 with SE in each of its 16 basic blocks (21,960,416 parameters)."""
-    return _se_resnet(resnet.resnet34, num_classes, reduction, kwargs)
+    return _se_resnet("resnet34", weights, progress, num_classes, reduction, kwargs)
 
 
-def se_resnet50(*, num_classes: int = 1000, reduction: float = 16, **kwargs: Any) -> resnet.ResNet:
+def se_resnet50(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
+                reduction: float = 16, **kwargs: Any) -> ResNet:
     """SE-ResNet-50: ResNet-50 ("V1.5", stride on the 3×3 conv as in torchvision) with SE in
     each of its 16 bottlenecks (28,088,024 parameters; paper: +2.53M over ResNet-50,
     23.29 % vs 24.80 % top-1 error)."""
-    return _se_resnet(resnet.resnet50, num_classes, reduction, kwargs)
+    return _se_resnet("resnet50", weights, progress, num_classes, reduction, kwargs)
 
 
-def se_resnet101(*, num_classes: int = 1000, reduction: float = 16, **kwargs: Any) -> resnet.ResNet:
+def se_resnet101(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
+                 reduction: float = 16, **kwargs: Any) -> ResNet:
     """SE-ResNet-101: ResNet-101 with SE in each of its 33 bottlenecks (49,326,872 parameters)."""
-    return _se_resnet(resnet.resnet101, num_classes, reduction, kwargs)
+    return _se_resnet("resnet101", weights, progress, num_classes, reduction, kwargs)
 
 
-def se_resnet152(*, num_classes: int = 1000, reduction: float = 16, **kwargs: Any) -> resnet.ResNet:
+def se_resnet152(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
+                 reduction: float = 16, **kwargs: Any) -> ResNet:
     """SE-ResNet-152: ResNet-152 with SE in each of its 50 bottlenecks (66,821,848 parameters)."""
-    return _se_resnet(resnet.resnet152, num_classes, reduction, kwargs)
+    return _se_resnet("resnet152", weights, progress, num_classes, reduction, kwargs)

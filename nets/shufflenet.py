@@ -18,13 +18,13 @@ strictly; ShuffleNet V1 follows the authors' released code (megvii-model/Shuffle
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
-from .layers import ConvNormAct, ModuleFactory, check_image_batch, make_divisible
-from .weights import check_num_classes, load_torchvision_weights
+from .layers import ChecksInput, ConvNormAct, LayerFactory, check_image_batch, check_width_mult, make_divisible
+from .weights import Weights, check_num_classes, load_torchvision_weights
 
 __all__ = [
     "channel_shuffle",
@@ -82,7 +82,7 @@ class ShuffleV2Block(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int,
-                 norm_layer: ModuleFactory = nn.BatchNorm2d) -> None:
+                 norm_layer: LayerFactory = nn.BatchNorm2d) -> None:
         super().__init__()
         if stride not in (1, 2):
             raise ValueError(f"stride must be 1 or 2, got {stride}")
@@ -124,7 +124,7 @@ SHUFFLENET_V2_CHANNELS: Dict[str, Tuple[int, int, int, int, int]] = {
 }
 
 
-class ShuffleNetV2(nn.Module):
+class ShuffleNetV2(ChecksInput, nn.Module):
     """ShuffleNet V2 (arXiv:1807.11164), laid out as torchvision's ``ShuffleNetV2``:
     ``conv1`` (3×3, stride 2) → ``maxpool`` → ``stage2..4`` (each opens with a stride-2 unit)
     → ``conv5`` (1×1) → global average pool → ``fc``.
@@ -140,7 +140,7 @@ class ShuffleNetV2(nn.Module):
         stages_out_channels: Sequence[int],
         num_classes: int = 1000,
         in_channels: int = 3,
-        norm_layer: ModuleFactory = nn.BatchNorm2d,
+        norm_layer: LayerFactory = nn.BatchNorm2d,
     ) -> None:
         super().__init__()
         if len(stages_repeats) != 3 or len(stages_out_channels) != 5:
@@ -158,9 +158,11 @@ class ShuffleNetV2(nn.Module):
             channels = out_channels
         self.conv5 = ConvNormAct(channels, stages_out_channels[4], 1, norm_layer=norm_layer)
         self.fc = nn.Linear(stages_out_channels[4], num_classes)
+        self.skip_nested_checks()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_image_batch(x, self.in_channels, 1, type(self).__name__)
+        if self.check_input:
+            check_image_batch(x, self.in_channels, owner=type(self).__name__)
         x = self.maxpool(self.conv1(x))   # (N, 24, H/4, W/4)
         x = self.stage2(x)                # (N, c2, H/8, W/8)
         x = self.stage3(x)                # (N, c3, H/16, W/16)
@@ -170,38 +172,38 @@ class ShuffleNetV2(nn.Module):
         return self.fc(x)                 # (N, num_classes)
 
 
-def _shufflenet_v2(size: str, enum_name: str, weights: Optional[str], num_classes: int,
-                   progress: bool, kwargs: dict) -> ShuffleNetV2:
-    check_num_classes(weights, enum_name, num_classes)
+def _shufflenet_v2(name: str, size: str, weights: Optional[Weights], progress: bool,
+                   num_classes: int, kwargs: dict) -> ShuffleNetV2:
+    check_num_classes(weights, name, num_classes)
     model = ShuffleNetV2(SHUFFLENET_V2_REPEATS, SHUFFLENET_V2_CHANNELS[size], num_classes=num_classes,
                          **kwargs)
     if weights is not None:
-        load_torchvision_weights(model, weights, enum_name, progress)
+        load_torchvision_weights(model, weights, name, progress)
     return model
 
 
-def shufflenet_v2_x0_5(weights: Optional[str] = None, num_classes: int = 1000, progress: bool = True,
-                       **kwargs) -> ShuffleNetV2:
-    """ShuffleNet V2 0.5×; ``weights``: a ``ShuffleNet_V2_X0_5_Weights`` name (60.55 % top-1)."""
-    return _shufflenet_v2("0.5x", "ShuffleNet_V2_X0_5_Weights", weights, num_classes, progress, kwargs)
+def shufflenet_v2_x0_5(*, weights: Optional[Weights] = None, progress: bool = True,
+                       num_classes: int = 1000, **kwargs: Any) -> ShuffleNetV2:
+    """ShuffleNet V2 0.5×; ``weights``: a ``ShuffleNet_V2_X0_5_Weights`` member or name (60.55 % top-1)."""
+    return _shufflenet_v2("shufflenet_v2_x0_5", "0.5x", weights, progress, num_classes, kwargs)
 
 
-def shufflenet_v2_x1_0(weights: Optional[str] = None, num_classes: int = 1000, progress: bool = True,
-                       **kwargs) -> ShuffleNetV2:
-    """ShuffleNet V2 1.0×; ``weights``: a ``ShuffleNet_V2_X1_0_Weights`` name (69.36 % top-1)."""
-    return _shufflenet_v2("1.0x", "ShuffleNet_V2_X1_0_Weights", weights, num_classes, progress, kwargs)
+def shufflenet_v2_x1_0(*, weights: Optional[Weights] = None, progress: bool = True,
+                       num_classes: int = 1000, **kwargs: Any) -> ShuffleNetV2:
+    """ShuffleNet V2 1.0×; ``weights``: a ``ShuffleNet_V2_X1_0_Weights`` member or name (69.36 % top-1)."""
+    return _shufflenet_v2("shufflenet_v2_x1_0", "1.0x", weights, progress, num_classes, kwargs)
 
 
-def shufflenet_v2_x1_5(weights: Optional[str] = None, num_classes: int = 1000, progress: bool = True,
-                       **kwargs) -> ShuffleNetV2:
-    """ShuffleNet V2 1.5×; ``weights``: a ``ShuffleNet_V2_X1_5_Weights`` name (73.00 % top-1)."""
-    return _shufflenet_v2("1.5x", "ShuffleNet_V2_X1_5_Weights", weights, num_classes, progress, kwargs)
+def shufflenet_v2_x1_5(*, weights: Optional[Weights] = None, progress: bool = True,
+                       num_classes: int = 1000, **kwargs: Any) -> ShuffleNetV2:
+    """ShuffleNet V2 1.5×; ``weights``: a ``ShuffleNet_V2_X1_5_Weights`` member or name (73.00 % top-1)."""
+    return _shufflenet_v2("shufflenet_v2_x1_5", "1.5x", weights, progress, num_classes, kwargs)
 
 
-def shufflenet_v2_x2_0(weights: Optional[str] = None, num_classes: int = 1000, progress: bool = True,
-                       **kwargs) -> ShuffleNetV2:
-    """ShuffleNet V2 2.0×; ``weights``: a ``ShuffleNet_V2_X2_0_Weights`` name (76.23 % top-1)."""
-    return _shufflenet_v2("2.0x", "ShuffleNet_V2_X2_0_Weights", weights, num_classes, progress, kwargs)
+def shufflenet_v2_x2_0(*, weights: Optional[Weights] = None, progress: bool = True,
+                       num_classes: int = 1000, **kwargs: Any) -> ShuffleNetV2:
+    """ShuffleNet V2 2.0×; ``weights``: a ``ShuffleNet_V2_X2_0_Weights`` member or name (76.23 % top-1)."""
+    return _shufflenet_v2("shufflenet_v2_x2_0", "2.0x", weights, progress, num_classes, kwargs)
 
 
 # --------------------------------------------------------------------------- ShuffleNet V1
@@ -232,8 +234,8 @@ class ShuffleV1Block(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, groups: int, stride: int,
-                 group_first_conv: bool = True, norm_layer: ModuleFactory = nn.BatchNorm2d,
-                 activation_layer: ModuleFactory = nn.ReLU) -> None:
+                 group_first_conv: bool = True, norm_layer: LayerFactory = nn.BatchNorm2d,
+                 activation_layer: LayerFactory = nn.ReLU) -> None:
         super().__init__()
         if stride not in (1, 2):
             raise ValueError(f"stride must be 1 or 2, got {stride}")
@@ -260,7 +262,7 @@ class ShuffleV1Block(nn.Module):
         self.branch_main_2 = ConvNormAct(mid, main_out, 1, groups=groups, norm_layer=norm_layer,
                                          activation_layer=None)
         self.branch_proj = nn.AvgPool2d(kernel_size=3, stride=2, padding=1) if stride == 2 else None
-        self.act = activation_layer(inplace=True)
+        self.act = activation_layer()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.branch_main_1(x)                  # (N, C_out/4, H/s, W/s)
@@ -285,7 +287,7 @@ SHUFFLENET_V1_REPEATS: Tuple[int, int, int] = (4, 8, 4)
 SHUFFLENET_V1_STEM: int = 24
 
 
-class ShuffleNetV1(nn.Module):
+class ShuffleNetV1(ChecksInput, nn.Module):
     """ShuffleNet V1 (arXiv:1707.01083) as the authors released it: ``first_conv`` (3×3,
     stride 2, 24 filters, BN, ReLU) → ``maxpool`` 3×3/2 → ``features`` (stages 2-4 of
     4/8/4 ``ShuffleV1Block``s, each stage opening with a stride-2 unit; the first unit's first
@@ -311,15 +313,14 @@ class ShuffleNetV1(nn.Module):
         num_classes: int = 1000,
         stem_channels: Optional[int] = None,
         in_channels: int = 3,
-        norm_layer: ModuleFactory = nn.BatchNorm2d,
-        activation_layer: ModuleFactory = nn.ReLU,
+        norm_layer: LayerFactory = nn.BatchNorm2d,
+        activation_layer: LayerFactory = nn.ReLU,
     ) -> None:
         super().__init__()
         if isinstance(groups, bool) or groups not in SHUFFLENET_V1_CHANNELS:
             raise ValueError(f"ShuffleNet V1 is defined for groups in {sorted(SHUFFLENET_V1_CHANNELS)}, "
                              f"got {groups!r}")
-        if not width_mult > 0:
-            raise ValueError(f"width_mult must be a positive number, got {width_mult}")
+        check_width_mult(width_mult)
         self.in_channels = in_channels
         self.groups = groups
         if stem_channels is None:
@@ -341,17 +342,19 @@ class ShuffleNetV1(nn.Module):
         self.features = nn.Sequential(*units)
         self.globalpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Linear(channels, num_classes, bias=False))
+        self.skip_nested_checks()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_image_batch(x, self.in_channels, 1, type(self).__name__)
+        if self.check_input:
+            check_image_batch(x, self.in_channels, owner=type(self).__name__)
         x = self.maxpool(self.first_conv(x))       # (N, 24s, H/4, W/4)
         x = self.features(x)                       # (N, c4, H/32, W/32)
         x = torch.flatten(self.globalpool(x), 1)   # (N, c4)
         return self.classifier(x)                  # (N, num_classes)
 
 
-def shufflenet_v1(groups: int = 3, width_mult: float = 1.0, num_classes: int = 1000,
-                  **kwargs) -> ShuffleNetV1:
+def shufflenet_v1(*, groups: int = 3, width_mult: float = 1.0, num_classes: int = 1000,
+                  **kwargs: Any) -> ShuffleNetV1:
     """ShuffleNet V1 s× with g groups (arXiv:1707.01083; paper Table 1 and the authors'
     code); g ∈ {1, 2, 3, 4, 8}. No pretrained weights (torchvision has none)."""
     return ShuffleNetV1(groups=groups, width_mult=width_mult, num_classes=num_classes, **kwargs)

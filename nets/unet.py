@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import ConvNormAct, ModuleFactory, Size2d, as_pair, check_image_batch
+from .layers import ChecksInput, ConvNormAct, LayerFactory, Size2d, as_pair, check_image_batch
 
 __all__ = ["DoubleConv", "Down", "Up", "UNet", "center_crop", "pad_to"]
 
@@ -36,7 +36,7 @@ class DoubleConv(nn.Sequential):
         out_channels: int,
         mid_channels: Optional[int] = None,
         padding: int = 1,
-        norm_layer: Optional[ModuleFactory] = nn.BatchNorm2d,
+        norm_layer: Optional[LayerFactory] = nn.BatchNorm2d,
     ) -> None:
         mid_channels = mid_channels or out_channels
         super().__init__(
@@ -54,7 +54,7 @@ class Down(nn.Sequential):
         in_channels: int,
         out_channels: int,
         padding: int = 1,
-        norm_layer: Optional[ModuleFactory] = nn.BatchNorm2d,
+        norm_layer: Optional[LayerFactory] = nn.BatchNorm2d,
     ) -> None:
         super().__init__(
             nn.MaxPool2d(2),
@@ -105,7 +105,7 @@ class Up(nn.Module):
         out_channels: int,
         bilinear: bool = False,
         padded: bool = True,
-        norm_layer: Optional[ModuleFactory] = nn.BatchNorm2d,
+        norm_layer: Optional[LayerFactory] = nn.BatchNorm2d,
     ) -> None:
         super().__init__()
         padding = 1 if padded else 0
@@ -127,7 +127,7 @@ class Up(nn.Module):
         return self.conv(x)                              # (N, C_out, ·, · (-4 if unpadded))
 
 
-class UNet(nn.Module):
+class UNet(ChecksInput, nn.Module):
     """U-Net (Ronneberger et al. 2015, arXiv:1505.04597).
 
     Level ``i`` of the U has ``base_width · 2^i`` channels, ``i = 0 … depth``; every
@@ -146,13 +146,14 @@ class UNet(nn.Module):
     * ``bilinear=True``: bilinear upsampling instead of 2×2 up-convolutions, with the
       bottleneck and decoder widths halved as Pytorch-UNet (17.3M instead of 31.0M
       parameters at ``base_width=64``).
-    * ``batch_norm=True``: Conv (no bias) → BN → ReLU everywhere, encoder and decoder;
-      ``False``: Conv (with bias) → ReLU, as in the paper.
+    * ``norm_layer`` (default ``nn.BatchNorm2d``, called with a channel count): Conv (no
+      bias) → norm → ReLU everywhere, encoder and decoder; ``None``: Conv (with bias) →
+      ReLU, as in the paper (2015, before normalisation layers were common in U-Nets).
 
     Differences from the paper: the defaults (padding, BN) follow Pytorch-UNet; there is
     no dropout at the end of the contracting path; weights keep PyTorch's default init
     (the paper draws from ``N(0, 2/fan_in)``). ``UNet(1, 2, padded=False,
-    batch_norm=False)`` is the paper's network: 31,030,658 parameters.
+    norm_layer=None)`` is the paper's network: 31,030,658 parameters.
     """
 
     def __init__(
@@ -163,7 +164,7 @@ class UNet(nn.Module):
         depth: int = 4,
         bilinear: bool = False,
         padded: bool = True,
-        batch_norm: bool = True,
+        norm_layer: Optional[LayerFactory] = nn.BatchNorm2d,
     ) -> None:
         super().__init__()
         for name, value in (("in_channels", in_channels), ("num_classes", num_classes),
@@ -179,7 +180,6 @@ class UNet(nn.Module):
         widths = [base_width * 2 ** i for i in range(depth + 1)]
         factor = 2 if bilinear else 1  # bilinear: the level below hands up half the channels
         padding = 1 if padded else 0
-        norm_layer = nn.BatchNorm2d if batch_norm else None
 
         self.inc = DoubleConv(in_channels, widths[0], padding=padding, norm_layer=norm_layer)
         self.downs = nn.ModuleList(
@@ -189,6 +189,7 @@ class UNet(nn.Module):
             Up(widths[i + 1], widths[i] // (factor if i > 0 else 1), bilinear, padded, norm_layer)
             for i in reversed(range(depth)))
         self.outc = nn.Conv2d(widths[0], num_classes, kernel_size=1)
+        self.skip_nested_checks()
 
     # ------------------------------------------------------------------ sizes
     @staticmethod
@@ -256,8 +257,9 @@ class UNet(nn.Module):
 
     # ---------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_image_batch(x, self.in_channels, 1, owner="UNet")
-        self._check_size(x.shape[-2], x.shape[-1])
+        if self.check_input:
+            check_image_batch(x, self.in_channels, owner="UNet")
+            self._check_size(x.shape[-2], x.shape[-1])
         skips: List[torch.Tensor] = []
         x = self.inc(x)                         # (N, w, H, W)       w = base_width
         for down in self.downs:

@@ -1,50 +1,53 @@
 """Pretrained ImageNet weights from torchvision, loaded into our models.
 
 Our ResNets, MobileNets and ShuffleNets use torchvision's parameter names, so
-torchvision's published checkpoints load into them strictly. The download needs the
-network once (torch caches the file under ``torch.hub.get_dir()/checkpoints``); offline,
-loading fails with a message that says so instead of a bare ``URLError``.
+torchvision's published checkpoints load into them strictly. Which checkpoints exist is
+torchvision's own business: ``get_model_weights("resnet50")`` is the ``ResNet50_Weights``
+enum, and ``weights=`` takes a member of it or its name, exactly as torchvision's builders
+do. The download needs the network once (torch caches the file under
+``torch.hub.get_dir()/checkpoints``); offline, loading fails with a message that says so
+instead of a bare ``URLError``.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional, Union
 
 from torch import nn
 
+Weights = Union[str, Any]  # a torchvision WeightsEnum member or its name
 
-def resolve_weights(weights: str, enum_name: str):
-    """The torchvision weights entry for ``weights``: a full name such as
-    ``"ResNet50_Weights.IMAGENET1K_V2"`` or a short one (``"IMAGENET1K_V1"``,
-    ``"DEFAULT"``) that is looked up in ``enum_name``."""
-    from torchvision.models import get_weight
 
+def resolve_weights(weights: Weights, model: str):
+    """The member of torchvision's weights enum for ``model`` (e.g. ``"resnet50"``) that
+    ``weights`` names: an enum member such as ``ResNet50_Weights.IMAGENET1K_V2``, or a
+    string, full (``"ResNet50_Weights.IMAGENET1K_V2"``) or short (``"IMAGENET1K_V1"``,
+    ``"DEFAULT"``)."""
+    from torchvision.models import get_model_weights
+
+    enum = get_model_weights(model)
+    available = ["DEFAULT"] + [w.name for w in enum]
+    if isinstance(weights, enum):
+        return weights
     if not isinstance(weights, str) or not weights:
-        raise ValueError(f"weights must be a torchvision weight name such as "
-                         f"'{enum_name}.DEFAULT', got {weights!r}")
-    name = weights if "." in weights else f"{enum_name}.{weights}"
-    if name.split(".")[0] != enum_name:
-        raise ValueError(f"weights {weights!r} are not for this model; expected {enum_name}.<name>")
+        raise ValueError(f"weights for {model} must be a member of {enum.__name__} or its name "
+                         f"({', '.join(available)}), got {weights!r}")
+    prefix, _, name = weights.rpartition(".")
+    if prefix and prefix != enum.__name__:
+        raise ValueError(f"weights {weights!r} are not for {model}; expected {enum.__name__}.<name>")
     try:
-        return get_weight(name)
-    except (ValueError, KeyError, AttributeError) as exc:
-        raise ValueError(f"unknown weights {weights!r}; {enum_name} has "
-                         f"{_available(enum_name)}") from exc
+        return enum[name]
+    except KeyError:
+        raise ValueError(f"unknown weights {weights!r} for {model}; {enum.__name__} has "
+                         f"{', '.join(available)}") from None
 
 
-def _available(enum_name: str) -> list:
-    import torchvision.models as tvm
-
-    enum = getattr(tvm, enum_name, None)
-    return ["DEFAULT"] + [w.name for w in enum] if enum is not None else []
-
-
-def check_num_classes(weights: Optional[str], enum_name: str, num_classes: int) -> None:
+def check_num_classes(weights: Optional[Weights], model: str, num_classes: int) -> None:
     """Pretrained classifiers have the checkpoint's number of classes; a different
     ``num_classes`` would not load. Say so before building anything."""
     if weights is None:
         return
-    expected = len(resolve_weights(weights, enum_name).meta["categories"])
+    expected = len(resolve_weights(weights, model).meta["categories"])
     if num_classes != expected:
         raise ValueError(
             f"weights {weights!r} have {expected} classes but num_classes={num_classes}; build with "
@@ -52,13 +55,13 @@ def check_num_classes(weights: Optional[str], enum_name: str, num_classes: int) 
             "section of the ResNet chapter)")
 
 
-def load_torchvision_weights(model: nn.Module, weights: str, enum_name: str,
+def load_torchvision_weights(model: nn.Module, weights: Weights, name: str,
                              progress: bool = True) -> nn.Module:
-    """Download (or take from torch's cache) the checkpoint named by ``weights`` and load
-    it into ``model`` strictly. Returns ``model``."""
+    """Download (or take from torch's cache) the checkpoint named by ``weights`` for the
+    torchvision model ``name`` and load it into ``model`` strictly. Returns ``model``."""
     import torch.hub
 
-    entry = resolve_weights(weights, enum_name)
+    entry = resolve_weights(weights, name)
     try:
         state_dict = entry.get_state_dict(progress=progress)
     except OSError as exc:  # URLError, HTTPError, socket errors are all OSErrors
@@ -70,3 +73,10 @@ def load_torchvision_weights(model: nn.Module, weights: str, enum_name: str,
         ) from exc
     model.load_state_dict(state_dict, strict=True)
     return model
+
+
+def no_pretrained_weights(weights: Optional[Weights], what: str, hint: str = "") -> None:
+    """For builders of models torchvision has no checkpoint for: ``weights`` must be None."""
+    if weights is not None:
+        raise ValueError(f"there are no pretrained {what} weights in torchvision{hint}; "
+                         "build with weights=None")

@@ -121,10 +121,11 @@ def test_wrong_inputs_are_refused():
     cbam = CBAM(16)
     with pytest.raises(ValueError, match="16 input channels, got 8"):
         cbam(torch.randn(1, 8, 4, 4))
+    # the parts check their input when used on their own (inside CBAM, CBAM checked it)
     with pytest.raises(ValueError, match="16 input channels, got 8"):
-        cbam.channel_attention(torch.randn(1, 8, 4, 4))
+        ChannelAttention(16)(torch.randn(1, 8, 4, 4))
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
-        cbam.spatial_attention(torch.randn(16, 4, 4))
+        SpatialAttention()(torch.randn(16, 4, 4))
     with pytest.raises(ValueError, match="reduction"):
         ChannelAttention(16, reduction=-1)
 

@@ -15,11 +15,6 @@ from nets.se import SqueezeExcitation
 from twins import assert_same_outputs, assert_same_state_dict_layout
 
 TORCHVISION_MODELS = ["mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small"]
-ENUMS = {
-    "mobilenet_v2": "MobileNet_V2_Weights",
-    "mobilenet_v3_large": "MobileNet_V3_Large_Weights",
-    "mobilenet_v3_small": "MobileNet_V3_Small_Weights",
-}
 SIZES = [(224, 224), (97, 131)]  # square, and non-square with sides not multiples of 32
 
 
@@ -74,11 +69,11 @@ def test_v3_batchnorm_and_se_follow_torchvision():
 
 @pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_large"])
 def test_pretrained_weights_load_offline(name, offline_hub):
-    from torchvision.models import get_weight
+    from torchvision.models import get_model_weights
 
     torch.manual_seed(0)
     theirs = getattr(tvm, name)().eval()
-    offline_hub(get_weight(f"{ENUMS[name]}.IMAGENET1K_V1"), theirs.state_dict())
+    offline_hub(get_model_weights(name).IMAGENET1K_V1, theirs.state_dict())
     ours = getattr(M, name)(weights="IMAGENET1K_V1", progress=False).eval()
     x = torch.randn(1, 3, 97, 131)
     with torch.no_grad():
@@ -95,7 +90,7 @@ def test_pretrained_weights_reject_other_heads_and_widths():
         M.mobilenet_v2(num_classes=10, weights="DEFAULT")
     with pytest.raises(ValueError, match="width_mult"):
         M.mobilenet_v3_large(weights="DEFAULT", width_mult=0.75)
-    with pytest.raises(ValueError, match="not for this model"):
+    with pytest.raises(ValueError, match="not for mobilenet_v2"):
         M.mobilenet_v2(weights="ResNet50_Weights.DEFAULT")
 
 
@@ -118,13 +113,13 @@ def test_params_and_macs_match_reference(builder, kwargs, params, gmacs):
     (0.75, 325, 2.6), (0.5, 149, 1.3), (0.25, 41, 0.5),
 ])
 def test_v1_width_multiplier_matches_paper_table6(alpha, mmacs, mparams):
-    model = M.mobilenet_v1(alpha)
+    model = M.mobilenet_v1(width_mult=alpha)
     assert count_macs(model, (1, 3, 224, 224)) / 1e6 == pytest.approx(mmacs, rel=0.01)
     assert round(count_params(model) / 1e6, 1) == mparams
 
 
 def test_v1_width_multiplier_scales_every_layer():
-    model = M.mobilenet_v1(0.5)
+    model = M.mobilenet_v1(width_mult=0.5)
     assert model.features[0][0].out_channels == 16
     widths = [block.pointwise[0].out_channels for block in model.features[1:]]
     assert widths == [32, 64, 64, 128, 128, 256, 256, 256, 256, 256, 256, 512, 512]
@@ -154,13 +149,13 @@ def test_v1_structure_and_depthwise_separable_cost():
 
 def test_v1_trains_every_parameter():
     torch.manual_seed(0)
-    model = M.mobilenet_v1(0.25, num_classes=7).train()
+    model = M.mobilenet_v1(width_mult=0.25, num_classes=7).train()
     model(torch.randn(2, 3, 64, 48)).logsumexp(1).sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
 
 def test_v2_width_multiplier_keeps_last_conv_for_small_widths():
-    small, big = M.mobilenet_v2(0.5), M.mobilenet_v2(1.4)
+    small, big = M.mobilenet_v2(width_mult=0.5), M.mobilenet_v2(width_mult=1.4)
     assert small.features[0][0].out_channels == 16 and small.last_channel == 1280
     assert big.features[0][0].out_channels == 48 and big.last_channel == 1792
 

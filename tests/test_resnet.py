@@ -6,7 +6,7 @@ import pytest
 import torch
 import torchvision.models as tvm
 from torch import nn
-from torchvision.models import get_weight
+from torchvision.models import get_model_weights
 
 import nets.resnet as R
 from nets.measure import count_macs, count_params
@@ -25,7 +25,6 @@ REFERENCE = {
 TORCHVISION_EQUIVALENT = list(REFERENCE) + ["resnext101_32x8d"]
 # Built too, but only checked structurally and against torchvision's weight metadata.
 EXTRA = ["resnext101_64x4d", "wide_resnet101_2"]
-ENUMS = R._WEIGHTS_ENUMS
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -65,7 +64,7 @@ def test_params_and_macs_match_reference(name):
 
 @pytest.mark.parametrize("name", ["resnext101_32x8d"] + EXTRA)
 def test_params_and_macs_match_torchvision_metadata(name):
-    meta = get_weight(f"{ENUMS[name]}.DEFAULT").meta
+    meta = get_model_weights(name).DEFAULT.meta
     model = on_meta(getattr(R, name))
     assert count_params(model) == meta["num_params"]
     assert count_macs(model, (1, 3, 224, 224)) / 1e9 == pytest.approx(meta["_ops"], rel=0.01)
@@ -88,7 +87,7 @@ def test_outputs_equal_torchvision(name):
                 assert out.shape == (x.shape[0], 1000)
                 assert_same(out, theirs(x))
     # train mode updated the BN running statistics identically
-    for (k, a), b in zip(ours.state_dict().items(), theirs.state_dict().values()):
+    for (k, a), b in zip(ours.state_dict().items(), theirs.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
 
 
@@ -114,7 +113,7 @@ def test_same_seed_same_initialisation_as_torchvision(name, zero_init_residual):
     ours = getattr(R, name)(zero_init_residual=zero_init_residual)
     torch.manual_seed(0)
     theirs = getattr(tvm, name)(zero_init_residual=zero_init_residual)
-    for (k, a), b in zip(ours.state_dict().items(), theirs.state_dict().values()):
+    for (k, a), b in zip(ours.state_dict().items(), theirs.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
 
 
@@ -296,14 +295,15 @@ def test_norm_layer_is_injected():
         assert model(torch.randn(1, 3, 40, 40)).shape == (1, 4)
 
 
-@pytest.mark.parametrize("name, weights", [
-    ("resnet18", "ResNet18_Weights.IMAGENET1K_V1"),
-    ("resnet50", "IMAGENET1K_V2"),                      # short name, looked up in ResNet50_Weights
+@pytest.mark.parametrize("name, weights, entry", [
+    ("resnet18", "ResNet18_Weights.IMAGENET1K_V1", tvm.ResNet18_Weights.IMAGENET1K_V1),
+    ("resnet50", "IMAGENET1K_V2", tvm.ResNet50_Weights.IMAGENET1K_V2),  # short name
+    ("resnet50", "DEFAULT", tvm.ResNet50_Weights.IMAGENET1K_V2),        # torchvision's alias
+    ("resnet34", tvm.ResNet34_Weights.IMAGENET1K_V1, tvm.ResNet34_Weights.IMAGENET1K_V1),  # a member
 ])
-def test_pretrained_weights_load_offline_from_the_hub_cache(offline_hub, name, weights):
+def test_pretrained_weights_load_offline_from_the_hub_cache(offline_hub, name, weights, entry):
     torch.manual_seed(0)
     theirs = getattr(tvm, name)().eval()
-    entry = get_weight(weights if "." in weights else f"{ENUMS[name]}.{weights}")
     offline_hub(entry, theirs.state_dict())
     ours = getattr(R, name)(weights=weights).eval()
     x = torch.randn(1, 3, 97, 131)
@@ -319,5 +319,9 @@ def test_pretrained_weights_offline_without_checkpoint(offline_hub):
 def test_pretrained_weights_need_their_number_of_classes():
     with pytest.raises(ValueError, match="1000 classes"):
         R.resnet18(weights="ResNet18_Weights.IMAGENET1K_V1", num_classes=10)
-    with pytest.raises(ValueError, match="not for this model"):
+    with pytest.raises(ValueError, match="not for resnet18"):
         R.resnet18(weights="ResNet50_Weights.IMAGENET1K_V1")
+    with pytest.raises(ValueError, match="ResNet18_Weights has DEFAULT, IMAGENET1K_V1"):
+        R.resnet18(weights="IMAGENET1K_V9")
+    with pytest.raises(ValueError, match="member of ResNet18_Weights"):
+        R.resnet18(weights=tvm.ResNet50_Weights.IMAGENET1K_V1)

@@ -134,7 +134,7 @@ def test_v2_unit_rejects_width_change_at_stride_1():
 
 @pytest.mark.parametrize("groups, params, gmacs", [(3, 1_864_728, 0.1375), (8, 2_433_768, 0.1384)])
 def test_v1_params_and_macs_match_reference(groups, params, gmacs):
-    model = S.shufflenet_v1(groups)
+    model = S.shufflenet_v1(groups=groups)
     assert count_params(model) == params
     assert round(count_macs(model, (1, 3, 224, 224)) / 1e9, 4) == gmacs
 
@@ -143,7 +143,7 @@ def test_v1_params_and_macs_match_reference(groups, params, gmacs):
 def test_v1_other_group_counts_match_paper_table1(groups, mflops):
     # Paper Table 1 lists each g at about 140M (mult-adds, rounded); we count 143.1, 140.8,
     # 134.3: within 1 % of the paper's figures.
-    assert count_macs(S.shufflenet_v1(groups), (1, 3, 224, 224)) / 1e6 == pytest.approx(mflops, rel=0.011)
+    assert count_macs(S.shufflenet_v1(groups=groups), (1, 3, 224, 224)) / 1e6 == pytest.approx(mflops, rel=0.011)
 
 
 @pytest.mark.parametrize("groups, width, stem, stages", [
@@ -158,7 +158,7 @@ def test_v1_other_group_counts_match_paper_table1(groups, mflops):
     (8, 1.5, 40, [576, 1152, 2304]),
 ])
 def test_v1_width_multiplier_reproduces_authors_channels(groups, width, stem, stages):
-    model = S.shufflenet_v1(groups, width)
+    model = S.shufflenet_v1(groups=groups, width_mult=width)
     assert model.first_conv[0].out_channels == stem
     firsts = [model.features[i] for i in (0, 4, 12)]  # the stride-2 unit opening each stage
     widths = [unit.branch_main_2[0].out_channels + unit.branch_main_1[0].in_channels for unit in firsts]
@@ -169,13 +169,13 @@ def test_v1_width_multiplier_reproduces_authors_channels(groups, width, stem, st
 def test_v1_authors_1_5x_with_24_channel_stem():
     # authors' README: 1.5x g=3 292M FLOPs / 3.4M params; g=8 290M / 4.3M
     for groups, mmacs, mparams in [(3, 292, 3.4), (8, 290, 4.3)]:
-        model = S.shufflenet_v1(groups, 1.5, stem_channels=24)
+        model = S.shufflenet_v1(groups=groups, width_mult=1.5, stem_channels=24)
         assert count_macs(model, (1, 3, 224, 224)) / 1e6 == pytest.approx(mmacs, rel=0.01)
         assert round(count_params(model) / 1e6, 1) == mparams
 
 
 def test_v1_design_details():
-    model = S.shufflenet_v1(3)
+    model = S.shufflenet_v1(groups=3)
     units = list(model.features)
     assert len(units) == 16 and [u.stride for u in units] == [2, 1, 1, 1, 2] + [1] * 7 + [2, 1, 1, 1]
     # the first 1x1 conv of stage 2's first unit is not grouped; every other 1x1 is
@@ -205,7 +205,7 @@ def test_v1_unit_shapes_and_shortcuts():
 
 def test_v1_trains_every_parameter_at_any_size():
     torch.manual_seed(0)
-    model = S.shufflenet_v1(8, 0.5, num_classes=7).train()
+    model = S.shufflenet_v1(groups=8, width_mult=0.5, num_classes=7).train()
     model(torch.randn(2, 3, 61, 45)).logsumexp(1).sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
     model.eval()
@@ -216,13 +216,13 @@ def test_v1_trains_every_parameter_at_any_size():
 @pytest.mark.parametrize("groups", [0, 5, 6, 16, True, "3"])
 def test_v1_bad_groups(groups):
     with pytest.raises(ValueError, match="groups"):
-        S.shufflenet_v1(groups)
+        S.shufflenet_v1(groups=groups)
 
 
 @pytest.mark.parametrize("width", [0, -1.0])
 def test_v1_bad_width(width):
     with pytest.raises(ValueError, match="width_mult"):
-        S.shufflenet_v1(3, width)
+        S.shufflenet_v1(groups=3, width_mult=width)
 
 
 # --------------------------------------------------------------------------- bad input

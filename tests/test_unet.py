@@ -22,7 +22,7 @@ def meta_unet(*args, **kwargs) -> UNet:
 @pytest.mark.parametrize("kwargs, expected", [
     (dict(in_channels=3, num_classes=2), 31_037_698),                     # Pytorch-UNet, transposed conv
     (dict(in_channels=3, num_classes=2, bilinear=True), 17_263_042),      # Pytorch-UNet, bilinear
-    (dict(in_channels=1, num_classes=2, padded=False, batch_norm=False), 31_030_658),  # the paper
+    (dict(in_channels=1, num_classes=2, padded=False, norm_layer=None), 31_030_658),  # the paper
 ])
 def test_parameter_counts(kwargs, expected):
     assert count_params(meta_unet(**kwargs)) == expected
@@ -69,7 +69,7 @@ def test_macs_match_reference_and_a_hand_count():
 
 
 def test_full_size_paper_net_maps_572_to_388():
-    model = meta_unet(1, 2, padded=False, batch_norm=False)
+    model = meta_unet(1, 2, padded=False, norm_layer=None)
     y = model(torch.zeros(1, 1, 572, 572, device="meta"))
     assert y.shape == (1, 2, 388, 388)
     assert model.output_size(572) == (388, 388)
@@ -143,7 +143,7 @@ def test_unpadded_size_rule(depth):
 def test_unpadded_forward_sizes(depth, bilinear):
     torch.manual_seed(0)
     model = UNet(1, 2, base_width=2, depth=depth, bilinear=bilinear, padded=False,
-                 batch_norm=False).eval()
+                 norm_layer=None).eval()
     smallest = UNet.nearest_valid_sizes(1, depth)[1]
     h, w = smallest, smallest + 2 ** depth
     with torch.no_grad():
@@ -154,7 +154,7 @@ def test_unpadded_forward_sizes(depth, bilinear):
 
 def test_unpadded_572_to_388_small_width():
     torch.manual_seed(0)
-    model = UNet(1, 2, base_width=2, padded=False, batch_norm=False).eval()
+    model = UNet(1, 2, base_width=2, padded=False, norm_layer=None).eval()
     with torch.no_grad():
         assert model(torch.randn(1, 1, 572, 572)).shape == (1, 2, 388, 388)
 
@@ -166,7 +166,7 @@ def test_unpadded_overlap_tile():
     # see the zero border instead, so there the tile's output differs.
     torch.manual_seed(0)
     depth = 2
-    model = UNet(1, 3, base_width=4, depth=depth, padded=False, batch_norm=False).eval()
+    model = UNet(1, 3, base_width=4, depth=depth, padded=False, norm_layer=None).eval()
     x = torch.randn(1, 1, 76, 92)                          # -> 36 x 52
     top, left, size = 8, 12, 60                            # tile 60 x 60 -> 20 x 20
     with torch.no_grad():
@@ -176,7 +176,7 @@ def test_unpadded_overlap_tile():
     # conv kernels, so the last bits can differ: float32's default tolerance, not equality.
     torch.testing.assert_close(tile, whole[..., top:top + 20, left:left + 20])
 
-    padded = UNet(1, 3, base_width=4, depth=depth, batch_norm=False).eval()
+    padded = UNet(1, 3, base_width=4, depth=depth, norm_layer=None).eval()
     with torch.no_grad():
         whole = padded(x)[..., top:top + size, left:left + size]
         tile = padded(x[..., top:top + size, left:left + size])
@@ -190,7 +190,7 @@ def test_unpadded_skip_is_center_cropped():
     # A crop at any other offset would move the window.
     torch.manual_seed(0)
     depth = 2
-    model = UNet(1, 1, base_width=4, depth=depth, padded=False, batch_norm=False).eval()
+    model = UNet(1, 1, base_width=4, depth=depth, padded=False, norm_layer=None).eval()
     with torch.no_grad():
         model.ups[-1].up.weight.zero_()
         model.ups[-1].up.bias.zero_()
@@ -209,7 +209,7 @@ def test_unpadded_skip_is_center_cropped():
 
 
 def test_unpadded_invalid_size_names_the_nearest_valid_sizes():
-    model = UNet(1, 2, base_width=2, padded=False, batch_norm=False)
+    model = UNet(1, 2, base_width=2, padded=False, norm_layer=None)
     with pytest.raises(ValueError, match="556 or 572"):
         model(torch.zeros(1, 1, 570, 572))
     with pytest.raises(ValueError, match="width 573.*572 or 588"):
@@ -280,12 +280,21 @@ def test_batch_norm_in_encoder_and_decoder(bilinear):
         for unit in block:                              # Conv (no bias) -> BN -> ReLU
             assert [type(m) for m in unit] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU]
             assert unit[0].bias is None and unit[0].padding == (1, 1)
-    plain = UNet(3, 2, base_width=4, depth=depth, bilinear=bilinear, padded=False, batch_norm=False)
+    plain = UNet(3, 2, base_width=4, depth=depth, bilinear=bilinear, padded=False, norm_layer=None)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in plain.modules())
     for block in [plain.inc] + [d[1] for d in plain.downs] + [u.conv for u in plain.ups]:
         for unit in block:                              # Conv (with bias) -> ReLU
             assert [type(m) for m in unit] == [nn.Conv2d, nn.ReLU]
             assert unit[0].bias is not None and unit[0].padding == (0, 0)
+
+
+def test_norm_layer_is_injected_everywhere():
+    model = UNet(3, 2, base_width=8, depth=2, norm_layer=lambda c: nn.GroupNorm(4, c))
+    norms = [m for m in model.modules() if isinstance(m, (nn.GroupNorm, nn.BatchNorm2d))]
+    assert len(norms) == 2 * (2 * 2 + 1)                # two per DoubleConv, 2·depth + 1 of them
+    assert all(isinstance(m, nn.GroupNorm) and m.num_groups == 4 for m in norms)
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 20, 12)).shape == (1, 2, 20, 12)
 
 
 def test_named_parts():
@@ -314,7 +323,7 @@ def test_batch_size_one_in_eval_mode():
 def test_gradients_reach_every_parameter(bilinear, padded):
     torch.manual_seed(0)
     model = UNet(3, 3, base_width=4, depth=3, bilinear=bilinear, padded=padded,
-                 batch_norm=padded).train()
+                 norm_layer=nn.BatchNorm2d if padded else None).train()
     size = (29, 35) if padded else (92, 100)
     x = torch.randn(2, 3, *size)
     logits = model(x)
