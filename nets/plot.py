@@ -137,3 +137,37 @@ def heatmap(
             ax.text(c, r, fmt.format(v), ha="center", va="center", fontsize=7,
                     color="black" if v > threshold else "white")
     return ax
+
+
+def strip_plot(
+    groups: Mapping[str, Sequence[float]],
+    ax: Optional[plt.Axes] = None,
+    ylabel: Optional[str] = None,
+    jitter: float = 0.08,
+    chance: Optional[float] = None,
+) -> plt.Axes:
+    """One column of dots per group (e.g. the final error of each seed of a run) with a
+    short bar at the group's mean: the spread a single number would hide.
+
+    The horizontal offsets are a fixed, evenly spaced spread within ``±jitter``, so the
+    figure is the same every time. ``chance`` draws a dotted line (e.g. 0.9 for 10 classes).
+    """
+    if not groups:
+        raise ValueError("strip_plot needs at least one group")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.2 * len(groups) + 2, 3.2))
+    for i, (label, values) in enumerate(groups.items()):
+        values = np.asarray(values, dtype=float)
+        if values.size == 0:
+            raise ValueError(f"group {label!r} has no values")
+        offsets = np.linspace(-jitter, jitter, values.size) if values.size > 1 else np.zeros(1)
+        points = ax.plot(i + offsets, values, "o", alpha=0.8, markersize=5)[0]
+        ax.hlines(values.mean(), i - 2.5 * jitter, i + 2.5 * jitter, color=points.get_color(), linewidth=2)
+    if chance is not None:
+        ax.axhline(chance, color="grey", linestyle=":", linewidth=1)
+    ax.set_xticks(range(len(groups)), labels=list(groups.keys()))
+    ax.set_xlim(-0.5, len(groups) - 0.5)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, axis="y")
+    return ax
