@@ -21,14 +21,23 @@ convention (Keras' ``momentum=0.9`` is the opposite one)::
 so the *biased* variance normalises the batch while the *unbiased* one (the paper's
 population estimate) is stored. ``momentum=None`` gives every batch the same weight: the
 cumulative average, with factor 1 / num_batches_tracked.
+
+In eval mode BN is a fixed affine map per channel, so a convolution followed by BN is one
+convolution (:func:`fold_bn`, the readable twin of ``torch.nn.utils.fusion.fuse_conv_bn_eval``;
+:func:`fold_bn_eval` folds every such pair of a model)::
+
+    s_c = gamma_c / sqrt(running_var_c + eps)
+    W'_c = s_c * W_c,      b'_c = s_c * (b_c - running_mean_c) + beta_c
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Optional
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from nets.layers import check_image_batch
 
@@ -173,3 +182,74 @@ class BatchNorm2d(nn.Module):
                 and key not in state_dict):
             state_dict[key] = self.num_batches_tracked
         super()._load_from_state_dict(state_dict, prefix, local_metadata, *args, **kwargs)
+
+_BATCH_NORMS = (nn.BatchNorm2d, BatchNorm2d)
+
+
+def fold_bn(conv: nn.Conv2d, bn: nn.Module) -> nn.Conv2d:
+    """One ``nn.Conv2d`` computing ``bn(conv(x))`` of an eval-mode pair (a new module).
+
+    The readable twin of ``torch.nn.utils.fusion.fuse_conv_bn_eval``: with the running
+    statistics, BN multiplies channel c by ``s_c = gamma_c / sqrt(running_var_c + eps)`` and
+    adds ``beta_c - s_c * running_mean_c``; the multiplication moves into the filter of that
+    output channel and the rest into its bias (the module docstring has the equations).
+    Only eval mode can be folded: in train mode BN uses each batch's own statistics, which
+    no fixed weights can reproduce. ``bn`` is an ``nn.BatchNorm2d`` or a
+    :class:`BatchNorm2d` with running statistics.
+    """
+    if conv.training or bn.training:
+        raise ValueError("fold_bn needs conv and bn in eval mode: in train mode BN normalises "
+                         "with each batch's statistics, which fixed weights cannot reproduce")
+    if getattr(bn, "running_mean", None) is None or getattr(bn, "running_var", None) is None:
+        raise ValueError("fold_bn needs a BN layer with running statistics "
+                         "(track_running_stats=True)")
+    if conv.out_channels != bn.num_features:
+        raise ValueError(f"the conv has {conv.out_channels} output channels but the BN layer "
+                         f"normalises {bn.num_features}")
+    with torch.no_grad():
+        gamma = bn.weight if bn.weight is not None else torch.ones_like(bn.running_mean)
+        beta = bn.bias if bn.bias is not None else torch.zeros_like(bn.running_mean)
+        scale = gamma / torch.sqrt(bn.running_var + bn.eps)                 # s_c, (C_out,)
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                           conv.padding, conv.dilation, conv.groups, bias=True,
+                           padding_mode=conv.padding_mode, device=conv.weight.device,
+                           dtype=conv.weight.dtype)
+        folded.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))      # W' = s·W
+        folded.bias.copy_((bias - bn.running_mean) * scale + beta)         # b' = s·(b − μ) + β
+    return folded.eval()
+
+
+def fold_bn_eval(model: nn.Module, example: Optional[Tensor] = None,
+                 atol: float = 1e-4) -> nn.Module:
+    """An eval-mode copy of ``model`` with every Conv2d → BatchNorm pair folded into the conv.
+
+    A pair is a ``nn.Conv2d`` child registered directly before a BN child (``nn.BatchNorm2d``
+    or :class:`BatchNorm2d`) of the same module with as many channels — the layout of
+    ``nets``' and torchvision's blocks (``conv1, bn1``; ``Sequential(conv, bn, ...)``). The
+    conv becomes the folded conv (``torch.nn.utils.fusion.fuse_conv_bn_eval``) and the BN an
+    ``nn.Identity``, so attribute names and ``forward`` stay as they are. Registration order
+    is not data flow: a model whose ``forward`` uses such a pair differently would change.
+    Pass an ``example`` batch and the function checks that the copy's outputs equal the
+    original's (eval mode, within ``atol``) and raises ``ValueError`` if not. ``model`` itself
+    is left untouched.
+    """
+    folded = copy.deepcopy(model).eval()
+    for parent in folded.modules():
+        children = list(parent.named_children())
+        for (conv_name, conv), (bn_name, bn) in zip(children, children[1:]):
+            if (isinstance(conv, nn.Conv2d) and isinstance(bn, _BATCH_NORMS)
+                    and bn.running_mean is not None and conv.out_channels == bn.num_features):
+                setattr(parent, conv_name, fuse_conv_bn_eval(conv, bn))
+                setattr(parent, bn_name, nn.Identity())
+    if example is not None:
+        was_training = model.training
+        with torch.no_grad():
+            expected = model.eval()(example)
+            got = folded(example)
+        model.train(was_training)
+        if not torch.allclose(got, expected, atol=atol, rtol=0):
+            gap = (got - expected).abs().max().item()
+            raise ValueError(f"folding changed the outputs (max difference {gap:.3g} > {atol}): "
+                             "this model uses a conv and the BN after it in some other way")
+    return folded
