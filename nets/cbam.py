@@ -32,7 +32,7 @@ from torch import nn
 
 from .layers import ChecksInput, ConvNormAct, LayerFactory, check_image_batch, make_divisible
 from .resnet import ResNet, attention_resnet
-from .weights import Weights
+from .weights import Weights, make_builder
 
 __all__ = [
     "ChannelAttention",
@@ -151,39 +151,24 @@ class CBAM(ChecksInput, nn.Module):
         return x
 
 
-def _cbam_resnet(arch: str, weights: Optional[Weights], progress: bool, num_classes: int,
-                 reduction: float, kernel_size: int, kwargs: dict) -> ResNet:
+def _cbam_resnet(arch: str, *, weights: Optional[Weights], progress: bool, num_classes: int,
+                 reduction: float = 16, kernel_size: int = 7, **kwargs: Any) -> ResNet:
     attn = partial(CBAM, reduction=reduction, kernel_size=kernel_size)
     return attention_resnet(arch, attn, "CBAM-ResNet", weights=weights, progress=progress,
                             num_classes=num_classes, **kwargs)
 
 
-def cbam_resnet18(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
-                  reduction: float = 16, kernel_size: int = 7, **kwargs: Any) -> ResNet:
-    """CBAM-ResNet-18: ResNet-18 with CBAM in each of its 8 basic blocks."""
-    return _cbam_resnet("resnet18", weights, progress, num_classes, reduction, kernel_size, kwargs)
-
-
-def cbam_resnet34(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
-                  reduction: float = 16, kernel_size: int = 7, **kwargs: Any) -> ResNet:
-    """CBAM-ResNet-34: ResNet-34 with CBAM in each of its 16 basic blocks."""
-    return _cbam_resnet("resnet34", weights, progress, num_classes, reduction, kernel_size, kwargs)
-
-
-def cbam_resnet50(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
-                  reduction: float = 16, kernel_size: int = 7, **kwargs: Any) -> ResNet:
-    """CBAM-ResNet-50: ResNet-50 ("V1.5", as torchvision) with CBAM in each of its 16
-    bottlenecks; 28,089,624 parameters, as the authors' code."""
-    return _cbam_resnet("resnet50", weights, progress, num_classes, reduction, kernel_size, kwargs)
-
-
-def cbam_resnet101(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
-                   reduction: float = 16, kernel_size: int = 7, **kwargs: Any) -> ResNet:
-    """CBAM-ResNet-101: ResNet-101 with CBAM in each of its 33 bottlenecks."""
-    return _cbam_resnet("resnet101", weights, progress, num_classes, reduction, kernel_size, kwargs)
-
-
-def cbam_resnet152(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
-                   reduction: float = 16, kernel_size: int = 7, **kwargs: Any) -> ResNet:
-    """CBAM-ResNet-152: ResNet-152 with CBAM in each of its 50 bottlenecks."""
-    return _cbam_resnet("resnet152", weights, progress, num_classes, reduction, kernel_size, kwargs)
+_OPTIONS = ("``reduction`` (r, default 16) and ``kernel_size`` (of the spatial gate, default 7) "
+            "reach every CBAM; other keywords go to :class:`nets.resnet.ResNet`. No pretrained "
+            "weights (torchvision has none).")
+cbam_resnet18 = make_builder("cbam_resnet18", _cbam_resnet, f"""CBAM-ResNet-18: ResNet-18 with CBAM in
+    each of its 8 basic blocks. {_OPTIONS}""", arch="resnet18")
+cbam_resnet34 = make_builder("cbam_resnet34", _cbam_resnet, f"""CBAM-ResNet-34: ResNet-34 with CBAM in
+    each of its 16 basic blocks. {_OPTIONS}""", arch="resnet34")
+cbam_resnet50 = make_builder("cbam_resnet50", _cbam_resnet, f"""CBAM-ResNet-50: ResNet-50 ("V1.5", as
+    torchvision) with CBAM in each of its 16 bottlenecks; 28,089,624 parameters, as the
+    authors' code. {_OPTIONS}""", arch="resnet50")
+cbam_resnet101 = make_builder("cbam_resnet101", _cbam_resnet, f"""CBAM-ResNet-101: ResNet-101 with CBAM
+    in each of its 33 bottlenecks. {_OPTIONS}""", arch="resnet101")
+cbam_resnet152 = make_builder("cbam_resnet152", _cbam_resnet, f"""CBAM-ResNet-152: ResNet-152 with CBAM
+    in each of its 50 bottlenecks. {_OPTIONS}""", arch="resnet152")

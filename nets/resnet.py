@@ -36,9 +36,10 @@ import torch
 from torch import nn
 
 from .layers import ChecksInput, ConvNormAct, LayerFactory, check_image_batch
-from .weights import Weights, check_num_classes, load_torchvision_weights, no_pretrained_weights
+from .weights import Weights, check_num_classes, load_torchvision_weights, make_builder, no_pretrained_weights
 
 __all__ = [
+    "ResidualBlock",
     "BasicBlock",
     "Bottleneck",
     "ResNet",
@@ -67,25 +68,22 @@ def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False)
 
 
-class BasicBlock(nn.Module):
-    """Two 3×3 convolutions and a shortcut (the paper's Fig. 2, left; ResNet-18/34, CIFAR nets).
+class ResidualBlock(nn.Module):
+    """What every residual block shares: ``out = relu(attn(F(x)) + shortcut(x))``.
 
-        out = relu( attn(bn2(conv2(relu(bn1(conv1(x)))))) + shortcut(x) )
-
-    ``conv1`` carries the ``stride``. ``downsample`` is the shortcut when shapes change
-    (``None`` = identity): torchvision's 1×1 conv + norm, or any module mapping
-    ``(N, inplanes, H, W)`` to ``(N, planes, H/stride, W/stride)``, e.g. the CIFAR nets'
+    Subclasses build the residual branch F in :meth:`build_branch` (its last norm is the
+    one :meth:`zero_init_last` zeroes) and compute it in :meth:`branch`. ``downsample`` is
+    the shortcut when shapes change (``None`` = identity): torchvision's 1×1 conv + norm, or
+    any module mapping the input to the branch's output shape, e.g. the CIFAR nets'
     parameter-free zero-padding shortcut. ``shortcut=False`` drops the addition and gives the
     paper's *plain* twin of the block (then ``downsample`` must be ``None``).
-
-    ``attn_layer(planes)`` builds an attention module (SE, CBAM, ...) applied after the last
-    norm and before the addition; without one it is ``nn.Identity`` (no parameters, so the
-    state_dict stays torchvision's).
-
-    Shapes: ``(N, inplanes, H, W) -> (N, planes, ceil(H/stride), ceil(W/stride))``.
+    ``attn_layer(out_channels)`` builds an attention module (SE, CBAM, ...) applied after the
+    last norm and before the addition; without one it is ``nn.Identity`` (no parameters, so
+    the state_dict stays torchvision's).
     """
 
     expansion: int = 1
+    last_norm: str = ""
 
     def __init__(
         self,
@@ -100,37 +98,65 @@ class BasicBlock(nn.Module):
         shortcut: bool = True,
     ) -> None:
         super().__init__()
-        if groups != 1 or base_width != 64:
-            raise ValueError(f"BasicBlock has no grouped or widened variant (got groups={groups}, "
-                             f"base_width={base_width}); use Bottleneck for ResNeXt / Wide ResNet")
         if not shortcut and downsample is not None:
             raise ValueError("a plain block (shortcut=False) has no shortcut to downsample")
-        norm_layer = norm_layer or nn.BatchNorm2d
-        self.conv1 = conv3x3(inplanes, planes, stride)
-        self.bn1 = norm_layer(planes)
+        self.build_branch(inplanes, planes, stride, groups, base_width, norm_layer or nn.BatchNorm2d)
         self.relu = nn.ReLU(inplace=True)
-        self.conv2 = conv3x3(planes, planes)
-        self.bn2 = norm_layer(planes)
-        self.attn = attn_layer(planes) if attn_layer else nn.Identity()
+        self.attn = attn_layer(planes * self.expansion) if attn_layer else nn.Identity()
         self.downsample = downsample
         self.stride = stride
         self.shortcut = shortcut
 
+    def build_branch(self, inplanes: int, planes: int, stride: int, groups: int, base_width: int,
+                     norm_layer: LayerFactory) -> None:
+        raise NotImplementedError
+
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
     def zero_init_last(self) -> None:
         """Set the last norm's scale γ to 0: the residual branch then outputs 0 and the
         block starts as ``relu(shortcut(x))`` (Goyal et al., arXiv:1706.02677)."""
-        if getattr(self.bn2, "weight", None) is not None:
-            nn.init.zeros_(self.bn2.weight)
+        weight = getattr(getattr(self, self.last_norm), "weight", None)
+        if weight is not None:
+            nn.init.zeros_(weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))        # (N, planes, H/s, W/s)
-        out = self.attn(self.bn2(self.conv2(out)))      # (N, planes, H/s, W/s)
+        out = self.attn(self.branch(x))                  # (N, e·planes, H/s, W/s)
         if self.shortcut:
             out = out + (x if self.downsample is None else self.downsample(x))
         return self.relu(out)
 
 
-class Bottleneck(nn.Module):
+class BasicBlock(ResidualBlock):
+    """Two 3×3 convolutions and a shortcut (the paper's Fig. 2, left; ResNet-18/34, CIFAR nets).
+
+        out = relu( attn(bn2(conv2(relu(bn1(conv1(x)))))) + shortcut(x) )
+
+    ``conv1`` carries the ``stride``; ``downsample``, ``attn_layer`` and ``shortcut`` as in
+    :class:`ResidualBlock`. Shapes: ``(N, inplanes, H, W) -> (N, planes, ceil(H/stride),
+    ceil(W/stride))``.
+    """
+
+    expansion: int = 1
+    last_norm: str = "bn2"
+
+    def build_branch(self, inplanes: int, planes: int, stride: int, groups: int, base_width: int,
+                     norm_layer: LayerFactory) -> None:
+        if groups != 1 or base_width != 64:
+            raise ValueError(f"BasicBlock has no grouped or widened variant (got groups={groups}, "
+                             f"base_width={base_width}); use Bottleneck for ResNeXt / Wide ResNet")
+        self.conv1 = conv3x3(inplanes, planes, stride)
+        self.bn1 = norm_layer(planes)
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = norm_layer(planes)
+
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))        # (N, planes, H/s, W/s)
+        return self.bn2(self.conv2(out))                # (N, planes, H/s, W/s)
+
+
+class Bottleneck(ResidualBlock):
     """1×1 reduce → 3×3 → 1×1 expand, and a shortcut (the paper's Fig. 5, right; ResNet-50+).
 
         out = relu( attn(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x))))))))) + shortcut(x) )
@@ -146,55 +172,27 @@ class Bottleneck(nn.Module):
     them. V1.5 costs more (4.09 instead of 3.86 GMACs for ResNet-50, same parameters) and
     NVIDIA report it about 0.5 % more accurate; we follow torchvision so its weights load.
 
-    ``downsample``, ``attn_layer`` and ``shortcut`` work as in :class:`BasicBlock`.
-
+    ``downsample``, ``attn_layer`` and ``shortcut`` as in :class:`ResidualBlock`.
     Shapes: ``(N, inplanes, H, W) -> (N, 4·planes, ceil(H/stride), ceil(W/stride))``.
     """
 
     expansion: int = 4
+    last_norm: str = "bn3"
 
-    def __init__(
-        self,
-        inplanes: int,
-        planes: int,
-        stride: int = 1,
-        downsample: Optional[nn.Module] = None,
-        groups: int = 1,
-        base_width: int = 64,
-        norm_layer: Optional[LayerFactory] = None,
-        attn_layer: Optional[LayerFactory] = None,
-        shortcut: bool = True,
-    ) -> None:
-        super().__init__()
-        if not shortcut and downsample is not None:
-            raise ValueError("a plain block (shortcut=False) has no shortcut to downsample")
-        norm_layer = norm_layer or nn.BatchNorm2d
+    def build_branch(self, inplanes: int, planes: int, stride: int, groups: int, base_width: int,
+                     norm_layer: LayerFactory) -> None:
         width = int(planes * (base_width / 64.0)) * groups
-        out_channels = planes * self.expansion
         self.conv1 = conv1x1(inplanes, width)
         self.bn1 = norm_layer(width)
         self.conv2 = conv3x3(width, width, stride, groups)     # V1.5: the stride is here
         self.bn2 = norm_layer(width)
-        self.conv3 = conv1x1(width, out_channels)
-        self.bn3 = norm_layer(out_channels)
-        self.relu = nn.ReLU(inplace=True)
-        self.attn = attn_layer(out_channels) if attn_layer else nn.Identity()
-        self.downsample = downsample
-        self.stride = stride
-        self.shortcut = shortcut
+        self.conv3 = conv1x1(width, planes * self.expansion)
+        self.bn3 = norm_layer(planes * self.expansion)
 
-    def zero_init_last(self) -> None:
-        """Set the last norm's scale γ to 0 (see :meth:`BasicBlock.zero_init_last`)."""
-        if getattr(self.bn3, "weight", None) is not None:
-            nn.init.zeros_(self.bn3.weight)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))        # (N, width, H, W)
         out = self.relu(self.bn2(self.conv2(out)))      # (N, width, H/s, W/s)
-        out = self.attn(self.bn3(self.conv3(out)))      # (N, 4·planes, H/s, W/s)
-        if self.shortcut:
-            out = out + (x if self.downsample is None else self.downsample(x))
-        return self.relu(out)
+        return self.bn3(self.conv3(out))                # (N, 4·planes, H/s, W/s)
 
 
 Block = Union[Type[BasicBlock], Type[Bottleneck]]
@@ -214,7 +212,7 @@ def init_resnet_weights(model: nn.Module, zero_init_residual: bool = False) -> N
             nn.init.zeros_(m.bias)
     if zero_init_residual:
         for m in model.modules():
-            if isinstance(m, (BasicBlock, Bottleneck)) and m.shortcut:
+            if isinstance(m, ResidualBlock) and m.shortcut:
                 m.zero_init_last()
 
 
@@ -342,7 +340,7 @@ _ARCHS = {
     "wide_resnet101_2": (Bottleneck, [3, 4, 23, 3], 1, 128),
 }
 
-def _build(arch: str, weights: Optional[Weights], progress: bool, num_classes: int,
+def _build(arch: str, *, weights: Optional[Weights], progress: bool, num_classes: int,
            **kwargs: Any) -> ResNet:
     """Build ``arch`` from ``_ARCHS``; load torchvision's checkpoint named by ``weights``
     (resolved through torchvision's own ``get_model_weights(arch)``)."""
@@ -369,75 +367,39 @@ def attention_resnet(arch: str, attention: LayerFactory, what: str, *,
     if "attn_layer" in kwargs:
         raise ValueError(f"{what} builders set attn_layer themselves; use nets.resnet.ResNet "
                          "for another attention module")
-    return _build(arch, None, progress, num_classes, attn_layer=attention, **kwargs)
+    return _build(arch, weights=None, progress=progress, num_classes=num_classes,
+                  attn_layer=attention, **kwargs)
 
 
-def resnet18(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
-        **kwargs: Any) -> ResNet:
-    """ResNet-18: basic blocks [2, 2, 2, 2]; 11,689,512 parameters, 1.81 GMACs at 224×224.
-    ``weights``: a ``ResNet18_Weights`` name, e.g. ``"IMAGENET1K_V1"`` (69.76 % top-1)."""
-    return _build("resnet18", weights, progress, num_classes, **kwargs)
+def _weights_doc(enum: str, top1: str = "") -> str:
+    return (f"``weights``: a member or name of torchvision's ``{enum}`` (e.g. ``\"IMAGENET1K_V1\"``, "
+            f"``\"DEFAULT\"``){top1}; other keywords go to :class:`ResNet`.")
 
 
-def resnet34(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
-        **kwargs: Any) -> ResNet:
-    """ResNet-34: basic blocks [3, 4, 6, 3]; 21,797,672 parameters, 3.66 GMACs.
-    ``weights``: a ``ResNet34_Weights`` name (73.31 % top-1)."""
-    return _build("resnet34", weights, progress, num_classes, **kwargs)
-
-
-def resnet50(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
-        **kwargs: Any) -> ResNet:
-    """ResNet-50 (V1.5): bottlenecks [3, 4, 6, 3]; 25,557,032 parameters, 4.09 GMACs.
-    ``weights``: a ``ResNet50_Weights`` name (V1 76.13 %, V2 = DEFAULT 80.86 % top-1)."""
-    return _build("resnet50", weights, progress, num_classes, **kwargs)
-
-
-def resnet101(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
-        **kwargs: Any) -> ResNet:
-    """ResNet-101 (V1.5): bottlenecks [3, 4, 23, 3]; 44,549,160 parameters, 7.80 GMACs.
-    ``weights``: a ``ResNet101_Weights`` name."""
-    return _build("resnet101", weights, progress, num_classes, **kwargs)
-
-
-def resnet152(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
-        **kwargs: Any) -> ResNet:
-    """ResNet-152 (V1.5): bottlenecks [3, 8, 36, 3]; 60,192,808 parameters, 11.51 GMACs.
-    ``weights``: a ``ResNet152_Weights`` name."""
-    return _build("resnet152", weights, progress, num_classes, **kwargs)
-
-
-def resnext50_32x4d(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
-        **kwargs: Any) -> ResNet:
-    """ResNeXt-50 32×4d: ResNet-50 with 32 groups of 4 channels in each 3×3 conv;
-    25,028,904 parameters, 4.23 GMACs. ``weights``: a ``ResNeXt50_32X4D_Weights`` name."""
-    return _build("resnext50_32x4d", weights, progress, num_classes, **kwargs)
-
-
-def resnext101_32x8d(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
-        **kwargs: Any) -> ResNet:
-    """ResNeXt-101 32×8d: ResNet-101 with 32 groups of 8 channels; 88,791,336 parameters.
-    ``weights``: a ``ResNeXt101_32X8D_Weights`` name."""
-    return _build("resnext101_32x8d", weights, progress, num_classes, **kwargs)
-
-
-def resnext101_64x4d(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
-        **kwargs: Any) -> ResNet:
-    """ResNeXt-101 64×4d: ResNet-101 with 64 groups of 4 channels; 83,455,272 parameters.
-    ``weights``: a ``ResNeXt101_64X4D_Weights`` name."""
-    return _build("resnext101_64x4d", weights, progress, num_classes, **kwargs)
-
-
-def wide_resnet50_2(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
-        **kwargs: Any) -> ResNet:
-    """Wide ResNet-50-2: ResNet-50 with bottlenecks twice as wide inside (the outer
-    widths stay); 68,883,240 parameters, 11.40 GMACs. ``weights``: a
-    ``Wide_ResNet50_2_Weights`` name."""
-    return _build("wide_resnet50_2", weights, progress, num_classes, **kwargs)
-
-
-def wide_resnet101_2(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
-        **kwargs: Any) -> ResNet:
-    """Wide ResNet-101-2: ResNet-101 with bottlenecks twice as wide inside; 126,886,696
-    parameters. ``weights``: a ``Wide_ResNet101_2_Weights`` name."""
-    return _build("wide_resnet101_2", weights, progress, num_classes, **kwargs)
+resnet18 = make_builder("resnet18", _build, f"""ResNet-18: basic blocks [2, 2, 2, 2]; 11,689,512
+    parameters, 1.81 GMACs at 224×224. {_weights_doc("ResNet18_Weights", ", 69.76 % top-1")}""",
+                        arch="resnet18")
+resnet34 = make_builder("resnet34", _build, f"""ResNet-34: basic blocks [3, 4, 6, 3]; 21,797,672
+    parameters, 3.66 GMACs. {_weights_doc("ResNet34_Weights", ", 73.31 % top-1")}""", arch="resnet34")
+resnet50 = make_builder("resnet50", _build, f"""ResNet-50 (V1.5): bottlenecks [3, 4, 6, 3]; 25,557,032
+    parameters, 4.09 GMACs. {_weights_doc("ResNet50_Weights", ": V1 76.13 %, V2 = DEFAULT 80.86 % top-1")}""",
+                        arch="resnet50")
+resnet101 = make_builder("resnet101", _build, f"""ResNet-101 (V1.5): bottlenecks [3, 4, 23, 3];
+    44,549,160 parameters, 7.80 GMACs. {_weights_doc("ResNet101_Weights")}""", arch="resnet101")
+resnet152 = make_builder("resnet152", _build, f"""ResNet-152 (V1.5): bottlenecks [3, 8, 36, 3];
+    60,192,808 parameters, 11.51 GMACs. {_weights_doc("ResNet152_Weights")}""", arch="resnet152")
+resnext50_32x4d = make_builder("resnext50_32x4d", _build, f"""ResNeXt-50 32×4d: ResNet-50 with 32 groups
+    of 4 channels in each 3×3 conv; 25,028,904 parameters, 4.23 GMACs.
+    {_weights_doc("ResNeXt50_32X4D_Weights")}""", arch="resnext50_32x4d")
+resnext101_32x8d = make_builder("resnext101_32x8d", _build, f"""ResNeXt-101 32×8d: ResNet-101 with 32
+    groups of 8 channels; 88,791,336 parameters. {_weights_doc("ResNeXt101_32X8D_Weights")}""",
+                                arch="resnext101_32x8d")
+resnext101_64x4d = make_builder("resnext101_64x4d", _build, f"""ResNeXt-101 64×4d: ResNet-101 with 64
+    groups of 4 channels; 83,455,272 parameters. {_weights_doc("ResNeXt101_64X4D_Weights")}""",
+                                arch="resnext101_64x4d")
+wide_resnet50_2 = make_builder("wide_resnet50_2", _build, f"""Wide ResNet-50-2: ResNet-50 with
+    bottlenecks twice as wide inside (the outer widths stay); 68,883,240 parameters,
+    11.40 GMACs. {_weights_doc("Wide_ResNet50_2_Weights")}""", arch="wide_resnet50_2")
+wide_resnet101_2 = make_builder("wide_resnet101_2", _build, f"""Wide ResNet-101-2: ResNet-101 with
+    bottlenecks twice as wide inside; 126,886,696 parameters.
+    {_weights_doc("Wide_ResNet101_2_Weights")}""", arch="wide_resnet101_2")

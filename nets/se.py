@@ -25,7 +25,7 @@ from torch import nn
 
 from .layers import ChecksInput, LayerFactory, check_image_batch, make_divisible
 from .resnet import ResNet, attention_resnet
-from .weights import Weights
+from .weights import Weights, make_builder
 
 __all__ = [
     "SqueezeExcitation",
@@ -103,40 +103,23 @@ class SqueezeExcitation(ChecksInput, nn.Module):
         return f"channels={self.channels}, squeeze_channels={self.squeeze_channels}, pool={self.pool!r}"
 
 
-def _se_resnet(arch: str, weights: Optional[Weights], progress: bool, num_classes: int,
-               reduction: float, kwargs: dict) -> ResNet:
+def _se_resnet(arch: str, *, weights: Optional[Weights], progress: bool, num_classes: int,
+               reduction: float = 16, **kwargs: Any) -> ResNet:
     return attention_resnet(arch, partial(SqueezeExcitation, reduction=reduction), "SE-ResNet",
                             weights=weights, progress=progress, num_classes=num_classes, **kwargs)
 
 
-def se_resnet18(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
-                reduction: float = 16, **kwargs: Any) -> ResNet:
-    """SE-ResNet-18: ResNet-18 with an SE block in each of its 8 basic blocks (11,779,624
-    parameters at 1000 classes)."""
-    return _se_resnet("resnet18", weights, progress, num_classes, reduction, kwargs)
-
-
-def se_resnet34(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
-                reduction: float = 16, **kwargs: Any) -> ResNet:
-    """SE-ResNet-34: ResNet-34 with SE in each of its 16 basic blocks (21,960,416 parameters)."""
-    return _se_resnet("resnet34", weights, progress, num_classes, reduction, kwargs)
-
-
-def se_resnet50(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
-                reduction: float = 16, **kwargs: Any) -> ResNet:
-    """SE-ResNet-50: ResNet-50 ("V1.5", stride on the 3×3 conv as in torchvision) with SE in
-    each of its 16 bottlenecks (28,088,024 parameters; paper: +2.53M over ResNet-50,
-    23.29 % vs 24.80 % top-1 error)."""
-    return _se_resnet("resnet50", weights, progress, num_classes, reduction, kwargs)
-
-
-def se_resnet101(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
-                 reduction: float = 16, **kwargs: Any) -> ResNet:
-    """SE-ResNet-101: ResNet-101 with SE in each of its 33 bottlenecks (49,326,872 parameters)."""
-    return _se_resnet("resnet101", weights, progress, num_classes, reduction, kwargs)
-
-
-def se_resnet152(*, weights: Optional[Weights] = None, progress: bool = True, num_classes: int = 1000,
-                 reduction: float = 16, **kwargs: Any) -> ResNet:
-    """SE-ResNet-152: ResNet-152 with SE in each of its 50 bottlenecks (66,821,848 parameters)."""
-    return _se_resnet("resnet152", weights, progress, num_classes, reduction, kwargs)
+_OPTIONS = ("``reduction`` (r, default 16) sets every SE block's squeeze; other keywords go to "
+            ":class:`nets.resnet.ResNet`. No pretrained weights (torchvision has none).")
+se_resnet18 = make_builder("se_resnet18", _se_resnet, f"""SE-ResNet-18: ResNet-18 with an SE block in
+    each of its 8 basic blocks (11,779,624 parameters at 1000 classes). {_OPTIONS}""", arch="resnet18")
+se_resnet34 = make_builder("se_resnet34", _se_resnet, f"""SE-ResNet-34: ResNet-34 with SE in each of
+    its 16 basic blocks (21,960,416 parameters). {_OPTIONS}""", arch="resnet34")
+se_resnet50 = make_builder("se_resnet50", _se_resnet, f"""SE-ResNet-50: ResNet-50 ("V1.5", stride on
+    the 3×3 conv as in torchvision) with SE in each of its 16 bottlenecks (28,088,024
+    parameters; paper: +2.53M over ResNet-50, 23.29 % vs 24.80 % top-1 error). {_OPTIONS}""",
+                           arch="resnet50")
+se_resnet101 = make_builder("se_resnet101", _se_resnet, f"""SE-ResNet-101: ResNet-101 with SE in each
+    of its 33 bottlenecks (49,326,872 parameters). {_OPTIONS}""", arch="resnet101")
+se_resnet152 = make_builder("se_resnet152", _se_resnet, f"""SE-ResNet-152: ResNet-152 with SE in each
+    of its 50 bottlenecks (66,821,848 parameters). {_OPTIONS}""", arch="resnet152")

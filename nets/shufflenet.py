@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .layers import ChecksInput, ConvNormAct, LayerFactory, check_image_batch, check_width_mult, make_divisible
-from .weights import Weights, check_num_classes, load_torchvision_weights
+from .weights import Weights, check_num_classes, load_torchvision_weights, make_builder
 
 __all__ = [
     "channel_shuffle",
@@ -172,38 +172,30 @@ class ShuffleNetV2(ChecksInput, nn.Module):
         return self.fc(x)                 # (N, num_classes)
 
 
-def _shufflenet_v2(name: str, size: str, weights: Optional[Weights], progress: bool,
-                   num_classes: int, kwargs: dict) -> ShuffleNetV2:
-    check_num_classes(weights, name, num_classes)
+def _shufflenet_v2(arch: str, *, size: str, weights: Optional[Weights], progress: bool,
+                   num_classes: int, **kwargs: Any) -> ShuffleNetV2:
+    check_num_classes(weights, arch, num_classes)
     model = ShuffleNetV2(SHUFFLENET_V2_REPEATS, SHUFFLENET_V2_CHANNELS[size], num_classes=num_classes,
                          **kwargs)
     if weights is not None:
-        load_torchvision_weights(model, weights, name, progress)
+        load_torchvision_weights(model, weights, arch, progress)
     return model
 
 
-def shufflenet_v2_x0_5(*, weights: Optional[Weights] = None, progress: bool = True,
-                       num_classes: int = 1000, **kwargs: Any) -> ShuffleNetV2:
-    """ShuffleNet V2 0.5×; ``weights``: a ``ShuffleNet_V2_X0_5_Weights`` member or name (60.55 % top-1)."""
-    return _shufflenet_v2("shufflenet_v2_x0_5", "0.5x", weights, progress, num_classes, kwargs)
+def _v2_doc(size: str, top1: str) -> str:
+    return (f"ShuffleNet V2 {size}× (arXiv:1807.11164), torchvision-compatible; ``weights``: a member "
+            f"or name of torchvision's ``ShuffleNet_V2_X{size.replace('.', '_')}_Weights`` "
+            f"({top1} % top-1).")
 
 
-def shufflenet_v2_x1_0(*, weights: Optional[Weights] = None, progress: bool = True,
-                       num_classes: int = 1000, **kwargs: Any) -> ShuffleNetV2:
-    """ShuffleNet V2 1.0×; ``weights``: a ``ShuffleNet_V2_X1_0_Weights`` member or name (69.36 % top-1)."""
-    return _shufflenet_v2("shufflenet_v2_x1_0", "1.0x", weights, progress, num_classes, kwargs)
-
-
-def shufflenet_v2_x1_5(*, weights: Optional[Weights] = None, progress: bool = True,
-                       num_classes: int = 1000, **kwargs: Any) -> ShuffleNetV2:
-    """ShuffleNet V2 1.5×; ``weights``: a ``ShuffleNet_V2_X1_5_Weights`` member or name (73.00 % top-1)."""
-    return _shufflenet_v2("shufflenet_v2_x1_5", "1.5x", weights, progress, num_classes, kwargs)
-
-
-def shufflenet_v2_x2_0(*, weights: Optional[Weights] = None, progress: bool = True,
-                       num_classes: int = 1000, **kwargs: Any) -> ShuffleNetV2:
-    """ShuffleNet V2 2.0×; ``weights``: a ``ShuffleNet_V2_X2_0_Weights`` member or name (76.23 % top-1)."""
-    return _shufflenet_v2("shufflenet_v2_x2_0", "2.0x", weights, progress, num_classes, kwargs)
+shufflenet_v2_x0_5 = make_builder("shufflenet_v2_x0_5", _shufflenet_v2, _v2_doc("0.5", "60.55"),
+                                  arch="shufflenet_v2_x0_5", size="0.5x")
+shufflenet_v2_x1_0 = make_builder("shufflenet_v2_x1_0", _shufflenet_v2, _v2_doc("1.0", "69.36"),
+                                  arch="shufflenet_v2_x1_0", size="1.0x")
+shufflenet_v2_x1_5 = make_builder("shufflenet_v2_x1_5", _shufflenet_v2, _v2_doc("1.5", "73.00"),
+                                  arch="shufflenet_v2_x1_5", size="1.5x")
+shufflenet_v2_x2_0 = make_builder("shufflenet_v2_x2_0", _shufflenet_v2, _v2_doc("2.0", "76.23"),
+                                  arch="shufflenet_v2_x2_0", size="2.0x")
 
 
 # --------------------------------------------------------------------------- ShuffleNet V1

@@ -11,7 +11,8 @@ instead of a bare ``URLError``.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+import typing
+from typing import Any, Callable, Optional, Union
 
 from torch import nn
 
@@ -80,3 +81,23 @@ def no_pretrained_weights(weights: Optional[Weights], what: str, hint: str = "")
     if weights is not None:
         raise ValueError(f"there are no pretrained {what} weights in torchvision{hint}; "
                          "build with weights=None")
+
+
+def make_builder(name: str, build: Callable[..., nn.Module], doc: str,
+                 **fixed: Any) -> Callable[..., nn.Module]:
+    """A public builder with torchvision's signature,
+    ``name(*, weights=None, progress=True, num_classes=1000, **kwargs)``, that calls
+    ``build(weights=..., progress=..., num_classes=..., **fixed, **kwargs)``. Everything is
+    keyword-only, so ``builder(0.5)`` is a ``TypeError`` instead of a silent misuse. The
+    families whose variants differ only in numbers (ResNet, SE-/CBAM-ResNet, ShuffleNet V2)
+    make their builders with it rather than repeating one function per variant."""
+
+    def builder(*, weights: Optional[Weights] = None, progress: bool = True,
+                num_classes: int = 1000, **kwargs: Any) -> nn.Module:
+        return build(weights=weights, progress=progress, num_classes=num_classes, **fixed, **kwargs)
+
+    builder.__name__ = builder.__qualname__ = name
+    builder.__doc__ = doc
+    builder.__annotations__ = {**builder.__annotations__,
+                               "return": typing.get_type_hints(build).get("return", nn.Module)}
+    return builder

@@ -195,7 +195,7 @@ def test_resnet18_with_our_batchnorm_loads_torchvision_weights():
         a, b = ours(x), tv(x)
         observed.append((b - a).abs().max().item())
         torch.testing.assert_close(a, b, **TOL)
-        for (name, p), q in zip(tv.state_dict().items(), ours.state_dict().values()):
+        for (name, p), q in zip(tv.state_dict().items(), ours.state_dict().values(), strict=True):
             torch.testing.assert_close(q, p, **TOL, msg=name)
     print(f"resnet18 max |ours - torchvision| (eval 224, eval 97x131, train): {observed}")
 

@@ -4,8 +4,6 @@ CBAM in its attention slot and matches the authors' parameter count."""
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,6 +13,7 @@ from nets import resnet
 from nets.cbam import (CBAM, ChannelAttention, SpatialAttention, cbam_resnet18, cbam_resnet34,
                        cbam_resnet50, cbam_resnet101, cbam_resnet152)
 from nets.measure import count_macs, count_params
+from twins import assert_open_attention_equals_plain
 from nets.se import se_resnet50
 
 
@@ -133,7 +132,7 @@ def test_wrong_inputs_are_refused():
 def _resnet_blocks(kind: str, layers):
     """Output channels of every residual block, stage by stage."""
     widths = (64, 128, 256, 512) if kind == "basic" else (256, 512, 1024, 2048)
-    return [w for w, n in zip(widths, layers) for _ in range(n)]
+    return [w for w, n in zip(widths, layers, strict=True) for _ in range(n)]
 
 
 # The authors' CBAM: Linear(C, C//16) and Linear(C//16, C) with bias, a 7×7 conv (2 → 1,
@@ -222,16 +221,7 @@ def open_cbam_resnet18():
 @pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
 @pytest.mark.parametrize("size", [(224, 224), (97, 131)])
 def test_open_cbam_resnet18_equals_plain_resnet18(open_cbam_resnet18, train, size):
-    plain, model = (copy.deepcopy(m) for m in open_cbam_resnet18)
-    plain.train(train)
-    model.train(train)
-    torch.manual_seed(1)
-    x = torch.randn(2 if train else 1, 3, *size)
-    with torch.no_grad():
-        expected = plain(x)
-        out = model(x)
-    assert out.shape == (x.shape[0], 10)
-    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    assert_open_attention_equals_plain(open_cbam_resnet18, train, size, num_classes=10)
 
 
 def test_cbam_resnet50_macs_at_224_and_forward_at_odd_size():

@@ -7,7 +7,7 @@ from nets.data import CLASS_NAMES, Shapes, cifar10, digits, make_shapes
 def test_same_seed_gives_identical_tensors():
     a = make_shapes(300, image_size=24, seed=7, split="train")
     b = make_shapes(300, image_size=24, seed=7, split="train")
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         assert torch.equal(x, y)
 
 
@@ -21,7 +21,7 @@ def test_prefix_property_across_chunks():
     """Drawing more images never changes the first ones (chunks are fixed)."""
     small = make_shapes(100, image_size=16, seed=3)
     large = make_shapes(5000, image_size=16, seed=3)
-    for x, y in zip(small, large):
+    for x, y in zip(small, large, strict=True):
         assert torch.equal(x, y[:100])
 
 
@@ -33,7 +33,7 @@ def test_shapes_types_ranges_and_masks():
     assert images.min() >= 0 and images.max() <= 1
     assert set(labels.tolist()) == set(range(len(CLASS_NAMES)))
     # each mask holds background and exactly its image's class (label + 1)
-    for label, mask in zip(labels, masks):
+    for label, mask in zip(labels, masks, strict=True):
         assert set(mask.unique().tolist()) <= {0, int(label) + 1}
     covered = (masks > 0).float().mean(dim=(1, 2))
     assert covered.min() > 0.01 and covered.max() < 0.6  # every object visible, none fills the image
@@ -49,7 +49,7 @@ def test_objects_differ_from_background():
     """The object's colour is pushed away from the background's mean colour."""
     images, _, masks = make_shapes(200, image_size=32, seed=0, noise=0.0, clutter=0)
     inside = masks.unsqueeze(1) > 0
-    for img, m in zip(images, inside):
+    for img, m in zip(images, inside, strict=True):
         fg = img[:, m[0]].mean(dim=1)
         bg = img[:, ~m[0]].mean(dim=1)
         assert (fg - bg).abs().max() > 0.1

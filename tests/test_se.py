@@ -3,14 +3,13 @@ channels, and SE-ResNet is exactly a ResNet with SE in its attention slot."""
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 from torch import nn
 
 from nets import resnet
 from nets.measure import count_params
+from twins import assert_open_attention_equals_plain
 from nets.se import (SqueezeExcitation, se_resnet18, se_resnet34, se_resnet50, se_resnet101,
                      se_resnet152)
 
@@ -169,20 +168,7 @@ def open_se_resnet18():
 @pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
 @pytest.mark.parametrize("size", [(224, 224), (97, 131)])
 def test_open_se_resnet18_equals_plain_resnet18(open_se_resnet18, train, size):
-    plain, model = (copy.deepcopy(m) for m in open_se_resnet18)   # fresh copies, same state
-    plain.train(train)
-    model.train(train)
-    torch.manual_seed(1)
-    x = torch.randn(2 if train else 1, 3, *size)
-    with torch.no_grad():
-        expected = plain(x)
-        out = model(x)
-    assert out.shape == (x.shape[0], 10)
-    torch.testing.assert_close(out, expected, rtol=0, atol=0)
-    if train:   # the same batch statistics went into the running averages
-        ours = model.state_dict()
-        for k, v in plain.state_dict().items():
-            assert torch.equal(ours[k], v), k
+    assert_open_attention_equals_plain(open_se_resnet18, train, size, num_classes=10)
 
 
 def test_open_se_resnet50_equals_plain_resnet50_at_odd_size():

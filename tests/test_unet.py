@@ -29,17 +29,21 @@ def test_parameter_counts(kwargs, expected):
 
 
 def test_parameter_count_by_hand():
-    # The paper's net: 3x3 convs with bias, 2x2 up-convs halving the channels, a 1x1 head.
+    """The paper's net counted part by part: 3x3 convs with bias, 2x2 up-convs halving the
+    channels, a 1x1 head; each part against the built model, then the total."""
     def conv(cin, cout, k):
         return cin * cout * k * k + cout
 
+    model = meta_unet(1, 2, padded=False, norm_layer=None)
     widths = [64, 128, 256, 512, 1024]
-    total = conv(1, 64, 3) + conv(64, 64, 3)
-    for cin, cout in zip(widths, widths[1:]):
-        total += conv(cin, cout, 3) + conv(cout, cout, 3)                             # down
-        total += conv(cout, cin, 2) + conv(cout, cin, 3) + conv(cin, cin, 3)          # up
-    total += conv(64, 2, 1)
-    assert total == 31_030_658
+    assert count_params(model.inc) == conv(1, 64, 3) + conv(64, 64, 3)
+    for down, cin, cout in zip(model.downs, widths[:-1], widths[1:], strict=True):
+        assert count_params(down) == conv(cin, cout, 3) + conv(cout, cout, 3)
+    for up, cin, cout in zip(model.ups, widths[-2::-1], widths[:0:-1], strict=True):
+        assert count_params(up.up) == conv(cout, cin, 2)                    # halves the channels
+        assert count_params(up.conv) == conv(cout, cin, 3) + conv(cin, cin, 3)
+    assert count_params(model.outc) == conv(64, 2, 1)
+    assert count_params(model) == 31_030_658
 
 
 def test_macs_match_reference_and_a_hand_count():

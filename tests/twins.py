@@ -41,5 +41,25 @@ def assert_same_outputs(ours: nn.Module, theirs: nn.Module, sizes, train: bool =
             torch.manual_seed(1)
             y_ours = ours_t(x)
             torch.testing.assert_close(y_ours, y_theirs, rtol=0, atol=0)
-    for (k, a), b in zip(ours_t.state_dict().items(), theirs_t.state_dict().values()):
+    for (k, a), b in zip(ours_t.state_dict().items(), theirs_t.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+
+
+def assert_open_attention_equals_plain(pair, train: bool, size, num_classes: int) -> None:
+    """An attention ResNet whose gates are forced open (every gate exactly 1.0) computes its
+    plain twin's function: same outputs, and in train mode the same running statistics.
+    ``pair = (plain, attention_model)`` sharing the plain net's weights; fresh copies are used."""
+    plain, model = (copy.deepcopy(m) for m in pair)
+    plain.train(train)
+    model.train(train)
+    torch.manual_seed(1)
+    x = torch.randn(2 if train else 1, 3, *size)
+    with torch.no_grad():
+        expected = plain(x)
+        out = model(x)
+    assert out.shape == (x.shape[0], num_classes)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    if train:   # the same batch statistics went into the running averages
+        ours = model.state_dict()
+        for k, v in plain.state_dict().items():
+            assert torch.equal(ours[k], v), k
