@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from nets.layers import check_image_batch
+from nets.layers import ChecksInput, check_image_batch
 
 
 def _per_channel(t: Tensor, ndim: int) -> Tensor:
@@ -92,7 +92,7 @@ def batch_norm(
     return x_hat
 
 
-class BatchNorm2d(nn.Module):
+class BatchNorm2d(ChecksInput, nn.Module):
     """Batch normalization of (N, C, H, W) feature maps, per channel (arXiv:1502.03167).
 
     A drop-in for ``nn.BatchNorm2d``: same arguments, same parameters and buffers with the
@@ -154,7 +154,8 @@ class BatchNorm2d(nn.Module):
             nn.init.zeros_(self.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        check_image_batch(x, self.num_features, owner="BatchNorm2d")
+        if self.check_input:
+            check_image_batch(x, self.num_features, owner="BatchNorm2d")
         use_batch_stats = self.training or self.running_mean is None
         update = self.training and self.track_running_stats and self.running_mean is not None
         if update and self.momentum is None:  # cumulative average: batch k gets weight 1/k
@@ -182,6 +183,7 @@ class BatchNorm2d(nn.Module):
                 and key not in state_dict):
             state_dict[key] = self.num_batches_tracked
         super()._load_from_state_dict(state_dict, prefix, local_metadata, *args, **kwargs)
+
 
 _BATCH_NORMS = (nn.BatchNorm2d, BatchNorm2d)
 
