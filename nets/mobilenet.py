@@ -22,7 +22,7 @@ checkpoints. Layout: helpers → blocks → models → builders; architectures a
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Callable, Optional, Sequence, Tuple, Type
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -179,6 +179,9 @@ class MobileNetV1(ChecksInput, nn.Module):
 
 # --------------------------------------------------------------------------- MobileNet V2
 
+# V2's non-linearity, in place as in torchvision.
+RELU6: LayerFactory = partial(nn.ReLU6, inplace=True)
+
 class InvertedResidual(nn.Module):
     """MobileNet V2's bottleneck (paper Table 1): 1×1 expand (×t) → ReLU6 → 3×3 depthwise
     (stride s) → ReLU6 → 1×1 *linear* projection, all with BN; ``x + block(x)`` when the
@@ -200,9 +203,9 @@ class InvertedResidual(nn.Module):
         layers: list = []
         if expand_ratio != 1:
             layers.append(ConvNormAct(in_channels, hidden, 1, norm_layer=norm_layer,
-                                      activation_layer=nn.ReLU6))
+                                      activation_layer=RELU6))
         layers.append(ConvNormAct(hidden, hidden, 3, stride, groups=hidden, norm_layer=norm_layer,
-                                  activation_layer=nn.ReLU6))
+                                  activation_layer=RELU6))
         # linear bottleneck: conv and BN flat in this Sequential (torchvision's indices)
         layers.extend(ConvNormAct(hidden, out_channels, 1, norm_layer=norm_layer, activation_layer=None))
         self.conv = nn.Sequential(*layers)
@@ -263,14 +266,14 @@ class MobileNetV2(ChecksInput, nn.Module):
         self.last_channel = make_divisible(last_channel * max(1.0, width_mult), round_nearest)
 
         layers: list = [ConvNormAct(in_channels, channels, 3, stride=2, norm_layer=norm_layer,
-                                    activation_layer=nn.ReLU6)]
+                                    activation_layer=RELU6)]
         for t, c, n, s in setting:
             out_channels = make_divisible(c * width_mult, round_nearest)
             for i in range(n):
                 layers.append(InvertedResidual(channels, out_channels, s if i == 0 else 1, t, norm_layer))
                 channels = out_channels
         layers.append(ConvNormAct(channels, self.last_channel, 1, norm_layer=norm_layer,
-                                  activation_layer=nn.ReLU6))
+                                  activation_layer=RELU6))
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(nn.Dropout(p=dropout), nn.Linear(self.last_channel, num_classes))
         _init_weights(self)
@@ -294,9 +297,10 @@ def _se_v3(channels: int) -> nn.Module:
     return SqueezeExcitation(channels, reduction=4, gate_layer=nn.Hardsigmoid)
 
 
-# Activations as the V3 paper's tables name them ("NL" column).
-RE: Type[nn.Module] = nn.ReLU
-HS: Type[nn.Module] = nn.Hardswish
+# Activations as the V3 paper's tables name them ("NL" column); in place, as torchvision's
+# (the value before the activation is not needed again, so its memory can be reused).
+RE: LayerFactory = partial(nn.ReLU, inplace=True)
+HS: LayerFactory = partial(nn.Hardswish, inplace=True)
 
 
 class InvertedResidualV3(nn.Module):
@@ -414,14 +418,14 @@ class MobileNetV3(ChecksInput, nn.Module):
 
         channels = scaled(stem_channels)
         layers: list = [ConvNormAct(in_channels, channels, 3, stride=2, norm_layer=norm_layer,
-                                    activation_layer=nn.Hardswish)]
+                                    activation_layer=HS)]
         for kernel, expanded, out, use_se, activation, stride in setting:
             layers.append(InvertedResidualV3(channels, kernel, scaled(expanded), scaled(out), use_se,
                                              activation, stride, norm_layer))
             channels = scaled(out)
         head_channels = 6 * channels
         layers.append(ConvNormAct(channels, head_channels, 1, norm_layer=norm_layer,
-                                  activation_layer=nn.Hardswish))
+                                  activation_layer=HS))
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.last_channel = scaled(last_channel)

@@ -18,6 +18,7 @@ strictly; ShuffleNet V1 follows the authors' released code (megvii-model/Shuffle
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
@@ -66,6 +67,9 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- ShuffleNet V2
 
+# In place, as torchvision's (the value before the ReLU is not needed again).
+_RELU: LayerFactory = partial(nn.ReLU, inplace=True)
+
 class ShuffleV2Block(nn.Module):
     """The ShuffleNet V2 unit (paper Fig. 3c, d).
 
@@ -96,13 +100,14 @@ class ShuffleV2Block(nn.Module):
             self.branch1 = nn.Sequential(
                 *ConvNormAct(in_channels, in_channels, 3, stride, groups=in_channels,
                              norm_layer=norm_layer, activation_layer=None),
-                *ConvNormAct(in_channels, branch, 1, norm_layer=norm_layer),
+                *ConvNormAct(in_channels, branch, 1, norm_layer=norm_layer, activation_layer=_RELU),
             )
         self.branch2 = nn.Sequential(
-            *ConvNormAct(in_channels if stride == 2 else branch, branch, 1, norm_layer=norm_layer),
+            *ConvNormAct(in_channels if stride == 2 else branch, branch, 1, norm_layer=norm_layer,
+                         activation_layer=_RELU),
             *ConvNormAct(branch, branch, 3, stride, groups=branch, norm_layer=norm_layer,
                          activation_layer=None),
-            *ConvNormAct(branch, branch, 1, norm_layer=norm_layer),
+            *ConvNormAct(branch, branch, 1, norm_layer=norm_layer, activation_layer=_RELU),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -148,7 +153,8 @@ class ShuffleNetV2(ChecksInput, nn.Module):
                              f"got {list(stages_repeats)} and {list(stages_out_channels)}")
         self.in_channels = in_channels
         channels = stages_out_channels[0]
-        self.conv1 = ConvNormAct(in_channels, channels, 3, stride=2, norm_layer=norm_layer)
+        self.conv1 = ConvNormAct(in_channels, channels, 3, stride=2, norm_layer=norm_layer,
+                                 activation_layer=_RELU)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         for name, repeats, out_channels in zip(("stage2", "stage3", "stage4"), stages_repeats,
                                                stages_out_channels[1:4]):
@@ -156,7 +162,8 @@ class ShuffleNetV2(ChecksInput, nn.Module):
             units += [ShuffleV2Block(out_channels, out_channels, 1, norm_layer) for _ in range(repeats - 1)]
             setattr(self, name, nn.Sequential(*units))
             channels = out_channels
-        self.conv5 = ConvNormAct(channels, stages_out_channels[4], 1, norm_layer=norm_layer)
+        self.conv5 = ConvNormAct(channels, stages_out_channels[4], 1, norm_layer=norm_layer,
+                                 activation_layer=_RELU)
         self.fc = nn.Linear(stages_out_channels[4], num_classes)
         self.skip_nested_checks()
 
