@@ -80,3 +80,14 @@ def test_scale_knob_rejects_nonsense(monkeypatch, value):
 def test_scaled_rejects_negative_counts():
     with pytest.raises(ValueError):
         nets.scaled(-1)
+
+
+def test_budget_claims_are_checked_only_at_scale_one(monkeypatch):
+    monkeypatch.delenv("NETS_SCALE", raising=False)
+    assert nets.at_default_scale()
+    assert nets.assert_at_budget(True, "holds") is True
+    with pytest.raises(AssertionError, match="NETS_SCALE=1 budget failed: the shallow net is fastest"):
+        nets.assert_at_budget(False, "the shallow net is fastest")
+    monkeypatch.setenv("NETS_SCALE", "2")
+    assert not nets.at_default_scale()
+    assert nets.assert_at_budget(False, "not checked at scale 2") is False
