@@ -6,8 +6,9 @@
 
 A training step here is forward + cross-entropy + backward on one batch (no optimizer, so
 only the model's own cost is timed). Both models of a pair have the same weights. The two
-are timed *interleaved* — ours, theirs, theirs, ours, ... — so drifts in machine load hit
-both alike, and the median over the repeats is reported with the ratio ours / theirs. The
+are timed *interleaved* by ``nets.compare_latency`` (torch.utils.benchmark underneath) —
+ours, theirs, theirs, ours, ... — so drifts in machine load hit both alike; the median per
+model and the median of the per-round ratios ours / theirs are reported. The
 goal is a ratio of at most 1.05 for every pair: our models run the same operations and
 should only pay a few Python calls (the input check, the empty attention slot).
 Run it on a quiet machine.
@@ -18,10 +19,8 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
-import time
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -79,23 +78,11 @@ def _mha_steps() -> Tuple[Callable[[], None], Callable[[], None], str]:
     return step_ours, step_theirs, f"({batch}, {length}, {dim}), {heads} heads"
 
 
-def _time(step: Callable[[], None]) -> float:
-    start = time.perf_counter()
-    step()
-    return time.perf_counter() - start
-
-
-def measure(step_ours, step_theirs, repeats: int, warmup: int = 2) -> Tuple[float, float]:
-    for _ in range(warmup):
-        step_ours()
-        step_theirs()
-    ours: List[float] = []
-    theirs: List[float] = []
-    for i in range(repeats):
-        order = [(step_ours, ours), (step_theirs, theirs)]
-        for step, times in (order if i % 2 == 0 else order[::-1]):
-            times.append(_time(step))
-    return statistics.median(ours), statistics.median(theirs)
+def measure(step_ours, step_theirs, repeats: int, threads=None) -> Tuple[float, float, float]:
+    """Median seconds per step of each, and the median per-round ratio ours / theirs."""
+    result = nets.compare_latency({"ours": step_ours, "theirs": step_theirs}, baseline="theirs",
+                                  rounds=repeats, grad=True, threads=threads, min_run_time=0.2)
+    return result.median["ours"], result.median["theirs"], result.ratio["ours"]
 
 
 def main() -> None:
@@ -103,6 +90,7 @@ def main() -> None:
     parser.add_argument("names", nargs="*", help=f"pairs to run: {', '.join(IMAGE_PAIRS)}, mha")
     parser.add_argument("--repeats", type=int, default=21)   # 9 left ±7 % noise here
     parser.add_argument("--quick", action="store_true", help="3 repeats, batch 2 at 96×96")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = parser.parse_args()
     names = args.names or [*IMAGE_PAIRS, "mha"]
     unknown = set(names) - set(IMAGE_PAIRS) - {"mha"}
@@ -127,18 +115,19 @@ def main() -> None:
             x, y = torch.randn(shape), torch.randint(0, 1000, (shape[0],))
             step_ours, step_theirs = _image_step(ours, x, y), _image_step(theirs, x, y)
             label = name
-        t_ours, t_theirs = measure(step_ours, step_theirs, repeats)
-        rows.append((label, str(shape), t_ours * 1e3, t_theirs * 1e3, t_ours / t_theirs))
-        print(f"{label:<55} {t_ours * 1e3:9.1f} ms {t_theirs * 1e3:9.1f} ms  ratio {t_ours / t_theirs:.3f}",
+        t_ours, t_theirs, ratio = measure(step_ours, step_theirs, repeats, args.threads)
+        rows.append((label, str(shape), t_ours * 1e3, t_theirs * 1e3, ratio))
+        print(f"{label:<55} {t_ours * 1e3:9.1f} ms {t_theirs * 1e3:9.1f} ms  ratio {ratio:.3f}",
               flush=True)
 
     worst = max(r[4] for r in rows)
     lines = [
         "# Training-step speed: `nets` vs torchvision / PyTorch",
         "",
-        f"`benchmarks/bench_models.py{' --quick' if args.quick else ''}`: forward + backward, interleaved, "
-        f"median of {repeats} repeats; {platform.machine()}, {os.cpu_count()} cores, "
-        f"{torch.get_num_threads()} torch threads, torch {torch.__version__}.",
+        f"`benchmarks/bench_models.py{' --quick' if args.quick else ''}`: forward + backward, interleaved "
+        f"with `nets.compare_latency`, {repeats} rounds (ratio: median of the per-round ratios); "
+        f"{platform.machine()}, {os.cpu_count()} cores, {args.threads or torch.get_num_threads()} torch "
+        f"threads, torch {torch.__version__}.",
         "",
         "| pair | input | ours (ms) | theirs (ms) | ours / theirs |",
         "|---|---|---|---|---|",

@@ -17,7 +17,7 @@ from .batchnorm import BatchNorm2d
 from .cbam import CBAM, ChannelAttention, SpatialAttention, cbam_resnet18, cbam_resnet34, cbam_resnet50, cbam_resnet101, cbam_resnet152
 from .cifar_resnet import CifarResNet, cifar_plain, cifar_resnet
 from .data import Shapes, cifar10, digits, make_shapes
-from .measure import count_macs, count_params
+from .measure import compare_latency, count_macs, count_params, latency
 from .mobilenet import mobilenet_v1, mobilenet_v2, mobilenet_v3_large, mobilenet_v3_small
 from .plot import heatmap, plot_history, show_images
 from .pooling import DualPoolHead, GlobalPool2d
