@@ -113,8 +113,7 @@ def latency(target: Union[nn.Module, Callable[..., Any]], *inputs: Any, label: s
     inference latency) and without autograd unless ``grad=True``. ``threads`` defaults to
     ``torch.get_num_threads()``; on a machine whose cores are busy with other work, pass
     ``threads=1``: with more threads than free cores every op waits for a descheduled
-    thread (here: 60 ms for a 50 µs conv at 2 threads under load), and the timing says more
-    about the machine than about the op. On a GPU the Timer synchronises the device itself.
+    thread, and the timing says more about the machine than about the op. On a GPU the Timer synchronises the device itself.
     """
     benchmark = _benchmark_module()
     threads = torch.get_num_threads() if threads is None else int(threads)
