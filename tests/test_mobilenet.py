@@ -12,7 +12,8 @@ from torch import nn
 from nets import mobilenet as M
 from nets.measure import count_macs, count_params
 from nets.se import SqueezeExcitation
-from twins import assert_same_outputs, assert_same_state_dict_layout
+from twins import (assert_pretrained_weights_load_offline, assert_same_outputs, assert_same_state_dict_layout,
+                   assert_same_with_other_num_classes)
 
 TORCHVISION_MODELS = ["mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small"]
 SIZES = [(224, 224), (97, 131)]  # square, and non-square with sides not multiples of 32
@@ -33,16 +34,7 @@ def test_matches_torchvision(name):
 
 @pytest.mark.parametrize("name", TORCHVISION_MODELS)
 def test_matches_torchvision_with_other_num_classes(name):
-    torch.manual_seed(0)
-    theirs = getattr(tvm, name)(num_classes=10)
-    ours = getattr(M, name)(num_classes=10)
-    ours.load_state_dict(theirs.state_dict(), strict=True)
-    ours.eval(), theirs.eval()
-    x = torch.randn(2, 3, 200, 168)
-    with torch.no_grad():
-        y = ours(x)
-        assert y.shape == (2, 10)
-        torch.testing.assert_close(y, theirs(x), rtol=0, atol=0)
+    assert_same_with_other_num_classes(getattr(M, name), getattr(tvm, name))
 
 
 @pytest.mark.parametrize("name", TORCHVISION_MODELS)
@@ -71,13 +63,8 @@ def test_v3_batchnorm_and_se_follow_torchvision():
 def test_pretrained_weights_load_offline(name, offline_hub):
     from torchvision.models import get_model_weights
 
-    torch.manual_seed(0)
-    theirs = getattr(tvm, name)().eval()
-    offline_hub(get_model_weights(name).IMAGENET1K_V1, theirs.state_dict())
-    ours = getattr(M, name)(weights="IMAGENET1K_V1", progress=False).eval()
-    x = torch.randn(1, 3, 97, 131)
-    with torch.no_grad():
-        torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=0)
+    assert_pretrained_weights_load_offline(offline_hub, getattr(M, name), getattr(tvm, name),
+                                           "IMAGENET1K_V1", get_model_weights(name).IMAGENET1K_V1)
 
 
 def test_pretrained_weights_without_network_say_so(offline_hub):

@@ -10,7 +10,7 @@ from torchvision.models import get_model_weights
 
 import nets.resnet as R
 from nets.measure import count_macs, count_params
-from twins import assert_same_state_dict_layout, on_meta
+from twins import assert_pretrained_weights_load_offline, assert_same_state_dict_layout, on_meta
 
 # The torchvision-equivalent models: name -> (params, GMACs at 224×224) from REFERENCE.md.
 REFERENCE = {
@@ -302,13 +302,7 @@ def test_norm_layer_is_injected():
     ("resnet34", tvm.ResNet34_Weights.IMAGENET1K_V1, tvm.ResNet34_Weights.IMAGENET1K_V1),  # a member
 ])
 def test_pretrained_weights_load_offline_from_the_hub_cache(offline_hub, name, weights, entry):
-    torch.manual_seed(0)
-    theirs = getattr(tvm, name)().eval()
-    offline_hub(entry, theirs.state_dict())
-    ours = getattr(R, name)(weights=weights).eval()
-    x = torch.randn(1, 3, 97, 131)
-    with torch.no_grad():
-        assert_same(ours(x), theirs(x))
+    assert_pretrained_weights_load_offline(offline_hub, getattr(R, name), getattr(tvm, name), weights, entry)
 
 
 def test_pretrained_weights_offline_without_checkpoint(offline_hub):

@@ -12,7 +12,7 @@ from torchvision.models.shufflenetv2 import channel_shuffle as tv_channel_shuffl
 
 from nets import shufflenet as S
 from nets.measure import count_macs, count_params
-from twins import assert_same_outputs
+from twins import assert_pretrained_weights_load_offline, assert_same_outputs, assert_same_with_other_num_classes
 
 V2_NAMES = ["shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0"]
 SIZES = [(224, 224), (97, 131)]  # square, and non-square with sides not multiples of 32
@@ -82,27 +82,12 @@ def test_v2_matches_torchvision(name):
 
 
 def test_v2_matches_torchvision_with_other_num_classes():
-    torch.manual_seed(0)
-    theirs, ours = tvm.shufflenet_v2_x0_5(num_classes=10), S.shufflenet_v2_x0_5(num_classes=10)
-    ours.load_state_dict(theirs.state_dict(), strict=True)
-    ours.eval(), theirs.eval()
-    x = torch.randn(2, 3, 200, 168)
-    with torch.no_grad():
-        y = ours(x)
-        assert y.shape == (2, 10)
-        torch.testing.assert_close(y, theirs(x), rtol=0, atol=0)
+    assert_same_with_other_num_classes(S.shufflenet_v2_x0_5, tvm.shufflenet_v2_x0_5)
 
 
 def test_v2_pretrained_weights_load_offline(offline_hub):
-    from torchvision.models import get_weight
-
-    torch.manual_seed(0)
-    theirs = tvm.shufflenet_v2_x1_0().eval()
-    offline_hub(get_weight("ShuffleNet_V2_X1_0_Weights.IMAGENET1K_V1"), theirs.state_dict())
-    ours = S.shufflenet_v2_x1_0(weights="DEFAULT", progress=False).eval()
-    x = torch.randn(1, 3, 97, 131)
-    with torch.no_grad():
-        torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=0)
+    assert_pretrained_weights_load_offline(offline_hub, S.shufflenet_v2_x1_0, tvm.shufflenet_v2_x1_0,
+                                           "DEFAULT", tvm.ShuffleNet_V2_X1_0_Weights.IMAGENET1K_V1)
 
 
 def test_v2_pretrained_weights_without_network_say_so(offline_hub):

@@ -63,3 +63,31 @@ def assert_open_attention_equals_plain(pair, train: bool, size, num_classes: int
         ours = model.state_dict()
         for k, v in plain.state_dict().items():
             assert torch.equal(ours[k], v), k
+
+
+def assert_pretrained_weights_load_offline(offline_hub, ours_builder, theirs_builder, weights,
+                                           entry) -> None:
+    """torchvision's checkpoint ``entry``, put in torch.hub's cache (``offline_hub``), loads into
+    ``ours_builder(weights=weights)`` with no network, and both models then give identical
+    outputs."""
+    torch.manual_seed(0)
+    theirs = theirs_builder().eval()
+    offline_hub(entry, theirs.state_dict())
+    ours = ours_builder(weights=weights, progress=False).eval()
+    x = torch.randn(1, 3, 97, 131)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=0)
+
+
+def assert_same_with_other_num_classes(ours_builder, theirs_builder, num_classes: int = 10) -> None:
+    """Built for ``num_classes`` classes, ours loads theirs strictly and gives identical
+    ``(N, num_classes)`` outputs on a non-square input."""
+    torch.manual_seed(0)
+    theirs, ours = theirs_builder(num_classes=num_classes), ours_builder(num_classes=num_classes)
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    ours.eval(), theirs.eval()
+    x = torch.randn(2, 3, 200, 168)
+    with torch.no_grad():
+        y = ours(x)
+        assert y.shape == (2, num_classes)
+        torch.testing.assert_close(y, theirs(x), rtol=0, atol=0)
