@@ -13,7 +13,7 @@ chapter uses (``runtime``, ``data``, ``train``, ``plot``, ``measure``).
 
 from . import data
 from .attention import MultiHeadAttention, SelfAttention2d, causal_mask, scaled_dot_product_attention
-from .batchnorm import BatchNorm2d
+from .batchnorm import BatchNorm2d, fold_bn, fold_bn_eval
 from .cbam import CBAM, ChannelAttention, SpatialAttention, cbam_resnet18, cbam_resnet34, cbam_resnet50, cbam_resnet101, cbam_resnet152
 from .cifar_resnet import CifarResNet, cifar_plain, cifar_resnet
 from .data import Shapes, cifar10, digits, make_shapes
