@@ -19,7 +19,7 @@ from .cifar_resnet import CifarResNet, cifar_plain, cifar_resnet
 from .data import Shapes, cifar10, digits, make_shapes
 from .measure import compare_latency, count_macs, count_params, latency
 from .mobilenet import mobilenet_v1, mobilenet_v2, mobilenet_v3_large, mobilenet_v3_small
-from .plot import heatmap, plot_history, show_images
+from .plot import heatmap, plot_history, show_images, strip_plot
 from .pooling import DualPoolHead, GlobalPool2d
 from .resnet import (BasicBlock, Bottleneck, ResNet, resnet18, resnet34, resnet50, resnet101, resnet152,
                      resnext50_32x4d, resnext101_32x8d, resnext101_64x4d, wide_resnet50_2, wide_resnet101_2)
