@@ -90,6 +90,19 @@ def test_first_code_cell_installs_nets_from_the_repository_in_colab(path):
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
 
 
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_chapters_that_read_stored_results_fetch_them_in_colab(path):
+    """A cell that plots a committed script's stored results reads them from ../benchmarks/;
+    in Colab only the notebook is there, so the setup cell must clone the repository and
+    work from its notebooks/ folder."""
+    _, cells = _code_cells(path)
+    sources = ["".join(c["source"]) for c in cells]
+    if not any("benchmarks" in src for src in sources[1:]):
+        pytest.skip(f"{path.name} reads no stored results")
+    first = sources[0]
+    assert "git clone" in first and re.search(r"%cd .*/notebooks", first), first
+
+
 def test_toc_lists_every_chapter_and_every_toc_file_exists():
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     files = _toc_files(toc)
