@@ -16,8 +16,11 @@ of :class:`nets.resnet.ResNet`.
 Matching the authors' code (github.com/Jongchan/attention-module, ``MODELS/cbam.py``):
 their MLP layers have biases and their spatial gate is a 7×7 conv without bias followed by
 a one-channel BatchNorm, so CBAM-ResNet-50 has 28,089,624 parameters: SE-ResNet-50 plus
-2·49 + 2 = 100 per block. Their spatial gate concatenates [max; mean]; we keep the paper's
-[mean; max] (it only matters when loading their checkpoints). Their BN uses momentum 0.01
+2·49 + 2 = 100 per block. Their spatial gate concatenates [max; mean] (``ChannelPool``:
+``torch.cat((max, mean), dim=1)``); we keep the paper's [mean; max]. The function is the
+same up to the order of the conv's two input channels, so it only matters when loading their
+weights: flip the spatial conv's weight along dim 1 (``w.flip(1)``, see
+:func:`authors_spatial_weight`). Their BN uses momentum 0.01
 and starts with γ = 0 (so M_s starts at σ(0) = 1/2); here the norm layer is injected and
 initialised by the host network like every other norm.
 """
@@ -43,7 +46,29 @@ __all__ = [
     "cbam_resnet50",
     "cbam_resnet101",
     "cbam_resnet152",
+    "authors_spatial_weight",
 ]
+
+POOL_TYPES = ("avg", "max")
+ORDERS = ("channel-spatial", "spatial-channel")
+
+
+def _check_pool_types(pool_types: Any) -> tuple:
+    if isinstance(pool_types, str):
+        pool_types = (pool_types,)
+    pool_types = tuple(pool_types)
+    if not pool_types or any(p not in POOL_TYPES for p in pool_types) or len(set(pool_types)) < len(pool_types):
+        raise ValueError(f"pool_types must be a non-empty selection of {POOL_TYPES} without repeats, "
+                         f"got {pool_types!r}")
+    return pool_types
+
+
+def authors_spatial_weight(weight: torch.Tensor) -> torch.Tensor:
+    """Convert a spatial-gate conv weight ``(1, 2, k, k)`` between the authors' input order
+    [max; mean] and ours [mean; max] (the conversion is its own inverse)."""
+    if weight.dim() != 4 or weight.shape[:2] != (1, 2):
+        raise ValueError(f"expected a spatial-gate conv weight of shape (1, 2, k, k), got {tuple(weight.shape)}")
+    return weight.flip(1)
 
 
 class ChannelAttention(ChecksInput, nn.Module):
@@ -57,6 +82,10 @@ class ChannelAttention(ChecksInput, nn.Module):
     the zero channels that ``C // 16`` gives for fewer than 16 channels. SE in ``nets``
     rounds to multiples of 8 instead, as timm does; pass ``divisor=8`` for the same here.
 
+    ``pool_types`` chooses the descriptors whose MLP outputs are summed: ``("avg", "max")``
+    (the paper's CBAM, the default), ``("avg",)`` (SE's squeeze with biases) or ``("max",)``:
+    the paper's Table 1 ablation. The parameters do not depend on it.
+
     Shapes: ``(N, C, H, W) -> (N, C, 1, 1)``.
     """
 
@@ -66,13 +95,18 @@ class ChannelAttention(ChecksInput, nn.Module):
         reduction: float = 16,
         divisor: int = 1,
         act_layer: LayerFactory = nn.ReLU,
+        pool_types: Any = POOL_TYPES,
     ) -> None:
         super().__init__()
         if channels < 1:
             raise ValueError(f"ChannelAttention needs at least 1 channel, got {channels}")
         if reduction <= 0:
             raise ValueError(f"reduction must be positive, got {reduction}")
+        if not isinstance(divisor, int) or divisor < 1:
+            raise ValueError(f"divisor must be a positive int (the hidden width is rounded to a "
+                             f"multiple of it, so 0 would give a zero-width MLP), got {divisor!r}")
         self.channels = channels
+        self.pool_types = _check_pool_types(pool_types)
         self.hidden_channels = make_divisible(channels / reduction, divisor)
         self.fc1 = nn.Conv2d(channels, self.hidden_channels, kernel_size=1, bias=True)
         self.act = act_layer()
@@ -84,12 +118,16 @@ class ChannelAttention(ChecksInput, nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.check_input:
             check_image_batch(x, self.channels, owner="ChannelAttention")
-        avg = x.mean(dim=(2, 3), keepdim=True)                   # (N, C, 1, 1)
-        mx = x.amax(dim=(2, 3), keepdim=True)                    # (N, C, 1, 1)
-        return torch.sigmoid(self.mlp(avg) + self.mlp(mx))      # (N, C, 1, 1)
+        logits = 0
+        if "avg" in self.pool_types:
+            logits = logits + self.mlp(x.mean(dim=(2, 3), keepdim=True))   # (N, C, 1, 1)
+        if "max" in self.pool_types:
+            logits = logits + self.mlp(x.amax(dim=(2, 3), keepdim=True))   # (N, C, 1, 1)
+        return torch.sigmoid(logits)                                        # (N, C, 1, 1)
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, hidden_channels={self.hidden_channels}"
+        pools = "" if self.pool_types == POOL_TYPES else f", pool_types={self.pool_types}"
+        return f"channels={self.channels}, hidden_channels={self.hidden_channels}{pools}"
 
 
 class SpatialAttention(ChecksInput, nn.Module):
@@ -126,7 +164,11 @@ class SpatialAttention(ChecksInput, nn.Module):
 
 class CBAM(ChecksInput, nn.Module):
     """Convolutional Block Attention Module: channel attention, then spatial attention,
-    each multiplying the features. ``(N, C, H, W) -> (N, C, H, W)``, any H, W ≥ 1."""
+    each multiplying the features. ``(N, C, H, W) -> (N, C, H, W)``, any H, W ≥ 1.
+
+    For the paper's ablations: ``pool_types`` goes to :class:`ChannelAttention`;
+    ``order="spatial-channel"`` applies the spatial map first (the paper's Table 3 finds
+    channel-then-spatial, the default, slightly better). Neither changes the parameters."""
 
     def __init__(
         self,
@@ -136,19 +178,31 @@ class CBAM(ChecksInput, nn.Module):
         divisor: int = 1,
         act_layer: LayerFactory = nn.ReLU,
         norm_layer: Optional[LayerFactory] = nn.BatchNorm2d,
+        pool_types: Any = POOL_TYPES,
+        order: str = "channel-spatial",
     ) -> None:
         super().__init__()
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
         self.channels = channels
-        self.channel_attention = ChannelAttention(channels, reduction, divisor, act_layer)
+        self.order = order
+        self.channel_attention = ChannelAttention(channels, reduction, divisor, act_layer,
+                                                  pool_types=pool_types)
         self.spatial_attention = SpatialAttention(kernel_size, norm_layer)
         self.skip_nested_checks()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.check_input:
             check_image_batch(x, self.channels, owner="CBAM")
+        if self.order == "spatial-channel":
+            x = x * self.spatial_attention(x)    # where first ...
+            return x * self.channel_attention(x)  # ... then what
         x = x * self.channel_attention(x)    # (N, C, H, W) * (N, C, 1, 1): what
         x = x * self.spatial_attention(x)    # (N, C, H, W) * (N, 1, H, W): where
         return x
+
+    def extra_repr(self) -> str:
+        return "" if self.order == "channel-spatial" else f"order={self.order!r}"
 
 
 def _cbam_resnet(arch: str, *, weights: Optional[Weights], progress: bool, num_classes: int,
