@@ -24,7 +24,8 @@ from torch import nn
 
 from .layers import ChecksInput, LayerFactory, check_image_batch
 
-__all__ = ["POOL_MODES", "feature_multiplier", "GlobalPool2d", "DualPoolHead"]
+__all__ = ["POOL_MODES", "feature_multiplier", "GlobalPool2d", "DualPoolHead", "pool_linear_head",
+           "HeadedNet"]
 
 POOL_MODES = ("avg", "max", "avgmax", "catavgmax")
 
@@ -126,3 +127,48 @@ class DualPoolHead(ChecksInput, nn.Module):
         x = self.act(self.reduce(x))           # (N, hidden, 1, 1)
         x = self.dropout(x.flatten(1))         # (N, hidden)
         return self.fc(x)                      # (N, num_classes)
+
+
+def pool_linear_head(in_channels: int, num_classes: int, mode: str = "avg") -> nn.Sequential:
+    """The plain classifier head with a chosen global pooling: ``GlobalPool2d(mode)`` then one
+    ``Linear(k·C, num_classes)``, ``k = feature_multiplier(mode)``.
+
+        (N, C, H, W) → pool (N, k·C) → linear (N, num_classes)
+
+    ``mode="avg"`` is the head of ResNet and of Network in Network's global average pooling
+    (Lin et al., arXiv:1312.4400) followed by a linear layer; ``"max"``, ``"avgmax"`` (the sum
+    halved) and ``"catavgmax"`` (both, concatenated) swap only the pooling, so comparing them
+    changes one thing at a time (``catavgmax`` also doubles the linear layer's inputs).
+    """
+    if in_channels < 1 or num_classes < 1:
+        raise ValueError(f"pool_linear_head needs in_channels >= 1 and num_classes >= 1, got "
+                         f"{in_channels} and {num_classes}")
+    pool = GlobalPool2d(mode)
+    return nn.Sequential(pool, nn.Linear(pool.out_channels(in_channels), num_classes))
+
+
+class HeadedNet(nn.Module):
+    """A backbone's features with another classifier head on top:
+    ``head(backbone.forward_features(x))``.
+
+    ``backbone`` is any ``nets`` classifier with ``forward_features`` (``CifarResNet``,
+    ``ResNet``, ...); its own pooling and ``fc`` are not used and are removed here, so
+    :func:`nets.count_params` counts only what runs. ``head`` maps ``(N, C, H, W)`` to
+    logits, e.g. :class:`DualPoolHead` or :func:`pool_linear_head`.
+
+        >>> net = HeadedNet(nets.cifar_resnet(8, width=16), DualPoolHead(64, 10))
+    """
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        if not callable(getattr(backbone, "forward_features", None)):
+            raise ValueError(f"HeadedNet needs a backbone with forward_features(); "
+                             f"{type(backbone).__name__} has none")
+        for name in ("avgpool", "fc"):
+            if hasattr(backbone, name):
+                setattr(backbone, name, nn.Identity())
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone.forward_features(x))     # (N, num_classes)
