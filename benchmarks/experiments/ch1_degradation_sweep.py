@@ -5,10 +5,14 @@ pre-activation ResNet-26 built in the chapter) is trained with the chapter's exa
 stages: first with seed 0 at every peak learning rate of LRS, extended by doubling the rate
 while the best seed-0 rate is the largest one tried (so no net's best rate sits at the edge of
 its grid); then with seeds 1 and 2 at the best seed-0 rate and its neighbours in that net's
-grid (a coarse-to-fine sweep that fits a CPU evening).
-A net's best rate is the one with the lowest mean final training error over all three seeds
-(among the rates that have all three). The chapter trains only each net at that rate, and plots
-these stored results.
+grid (a coarse-to-fine sweep that fits a CPU evening); then both neighbours of the best
+three-seed rate get all three seeds too (doubling past the grid's edge if the best is the
+largest rate tried), until the best rate has neighbours on both sides run with all three.
+A net's best rate is the one with the lowest mean final training error over seeds 0, 1 and 2
+(among the rates that have all three). Finally the four nets the chapter compares run with
+seeds 3 to 7 at that rate: eight runs per net, five of them fresh draws that played no part in
+choosing the rate, which give the spread the chapter's asserts are sized against. The chapter
+trains only each net at its rate, and plots these stored results.
 
 Setup (identical to the chapter's ``train``): Shapes 16×16 without clutter or noise, 6,656
 training images (52 batches of 128, 10 epochs), 1,000 validation images; width 8; SGD with
@@ -21,6 +25,9 @@ run resumes where it stopped):
 
     nice -n 5 .venv/bin/python benchmarks/experiments/ch1_degradation_sweep.py
     .venv/bin/python benchmarks/experiments/ch1_degradation_sweep.py --report   # tables + plots only
+
+Each run also records the mean std of its blocks' 3×3 layer responses after training (the
+paper's Fig. 7 measure; runs from before this was added have none).
 
 Writes benchmarks/experiments/results/ch1_degradation_sweep.{jsonl,csv,md} and
 ch1_degradation_sweep_lr.png (error vs peak rate) and ch1_degradation_sweep_seeds.png
@@ -48,7 +55,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 STEM = "ch1_degradation_sweep"
 NETS = ("plain-14", "plain-26", "ResNet-14", "ResNet-26", "preact-26")
 LRS = (0.02, 0.05, 0.1, 0.2, 0.4)
-SEEDS = (0, 1, 2)
+SEEDS = (0, 1, 2)                 # choose the rate
+SPREAD_SEEDS = tuple(range(3, 8))    # then measure the spread at it, for the compared nets
 IMAGE_SIZE, WIDTH, BATCH, STEPS, EPOCHS = 16, 8, 128, 520, 10
 CHANCE = 0.9
 
@@ -119,8 +127,10 @@ def train(name: str, lr: float, seed: int, train_set, val_loader) -> dict:
     start = time.perf_counter()
     h = nets.fit(model, batches, val_loader, epochs=EPOCHS, max_steps=STEPS, optimizer=optimizer,
                  scheduler=schedule, device=torch.device("cpu"), quiet=True)
+    stds = response_stds(model, val_loader.dataset.images[:500])
     return {
         "net": name, "lr": lr, "seed": seed, "steps": len(h.steps), "diverged": h.diverged,
+        "response_std_mean": statistics.mean(stds) if stds else None,
         "train_error": 1 - h.last("metric", 50), "train_loss": h.last("loss", 50),
         "val_error": 1 - h["val_metric"][-1], "val_loss": h["val_loss"][-1],
         "val_error_per_epoch": [1 - v for v in h["val_metric"]],
@@ -129,17 +139,36 @@ def train(name: str, lr: float, seed: int, train_set, val_loader) -> dict:
     }
 
 
+def response_stds(model: nn.Module, images: torch.Tensor) -> list:
+    """The paper's Fig. 7 measure, as the chapter computes it: the std of every 3×3 layer's
+    response inside the blocks (the output of its BN, before the ReLU or the addition), in
+    eval mode. Empty for the pre-activation net, whose BNs come before the convolutions."""
+    stds = []
+    hooks = [m.register_forward_hook(lambda module, args, out: stds.append(out.std().item()))
+             for name, m in model.named_modules()
+             if isinstance(m, nn.BatchNorm2d) and name.startswith("layer")]
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(images)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return stds
+
+
 def load() -> list:
     path = RESULTS / f"{STEM}.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
 def best_lr(rows: list, net: str) -> float:
-    """The peak rate with the lowest mean final training error over the seeds, among the
-    rates with the most seeds (stage 2's rates once it has run)."""
+    """The peak rate with the lowest mean final training error over seeds 0-2, among the
+    rates with the most of those seeds (stage 2's rates once it has run). The spread seeds
+    3-7 play no part in the choice."""
     by_lr = {}
     for r in rows:
-        if r["net"] == net:
+        if r["net"] == net and r["seed"] in SEEDS:
             by_lr.setdefault(r["lr"], []).append(r["train_error"])
     most = max(len(v) for v in by_lr.values())
     return min((lr for lr in by_lr if len(by_lr[lr]) == most), key=lambda lr: (statistics.mean(by_lr[lr]), lr))
@@ -178,13 +207,14 @@ def report(rows: list) -> None:
     lines = [f"# Chapter 1: degradation sweep ({STEPS} steps, batch {BATCH}, width {WIDTH}, "
              f"Shapes {IMAGE_SIZE}×{IMAGE_SIZE} clean, one thread)", "",
              "Final training error = mean over the last 50 steps; validation error on 1,000 "
-             "held-out images after the last step. Mean (min–max) over seeds.", "",
+             "held-out images after the last step. Mean (min–max) over the seeds 0-2 that choose "
+             "the rate.", "",
              "| net | peak lr | seeds | training error | validation error | training loss | s per run |",
              "|---|---|---|---|---|---|---|"]
     for net in nets_done:
         best = best_lr(rows, net)
         for lr in rates(rows, net):
-            sel = [r for r in rows if r["net"] == net and r["lr"] == lr]
+            sel = [r for r in rows if r["net"] == net and r["lr"] == lr and r["seed"] in SEEDS]
             if not sel:
                 continue
             def fmt(key):
@@ -193,6 +223,19 @@ def report(rows: list) -> None:
             mark = " **best**" if lr == best else ""
             lines.append(f"| {net} | {lr}{mark} | {len(sel)} | {fmt('train_error')} | {fmt('val_error')} "
                          f"| {fmt('train_loss')} | {statistics.mean(r['seconds'] for r in sel):.0f} |")
+    lines += ["", "Every seed at each net's best rate (seeds 3-7, where present, did not help choose "
+              "it): mean (min–max)", "",
+              "| net | peak lr | seeds | training error | validation error | response std (Fig. 7; runs) |",
+              "|---|---|---|---|---|---|"]
+    for net in nets_done:
+        best = best_lr(rows, net)
+        sel = [r for r in rows if r["net"] == net and r["lr"] == best]
+        def fmt(key):
+            v = [r[key] for r in sel]
+            return f"{statistics.mean(v):.3f} ({min(v):.3f}–{max(v):.3f})"
+        stds = [r["response_std_mean"] for r in sel if r.get("response_std_mean") is not None]
+        fig7 = f"{statistics.mean(stds):.3f} ({min(stds):.3f}–{max(stds):.3f}; {len(stds)})" if stds else "–"
+        lines.append(f"| {net} | {best} | {len(sel)} | {fmt('train_error')} | {fmt('val_error')} | {fig7} |")
     lines += ["", "Per seed at each net's best rate (training error / validation error):", ""]
     for net in nets_done:
         best = best_lr(rows, net)
@@ -204,10 +247,11 @@ def report(rows: list) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     for net in nets_done:
         lrs = rates(rows, net)
-        means = [statistics.mean(r["train_error"] for r in rows if r["net"] == net and r["lr"] == lr) for lr in lrs]
+        means = [statistics.mean(r["train_error"] for r in rows if r["net"] == net and r["lr"] == lr
+                                 and r["seed"] in SEEDS) for lr in lrs]
         line, = ax.plot(lrs, means, marker="o", label=net, linestyle="--" if net.startswith("plain") else "-")
         for r in rows:
-            if r["net"] == net:
+            if r["net"] == net and r["seed"] in SEEDS:
                 ax.plot(r["lr"], r["train_error"], ".", color=line.get_color(), alpha=0.5)
     ax.axhline(CHANCE, color="grey", linestyle=":", linewidth=1)
     ax.set_xscale("log")
@@ -261,6 +305,22 @@ def main() -> None:
                 for net in core:
                     for lr in stage2_lrs(load(), net):
                         run(net, lr, seed)
+            for net in core:            # both neighbours of the three-seed best get all three seeds
+                while True:                 # (a doubled rate past the grid's edge if need be)
+                    grid, best = rates(load(), net), best_lr(load(), net)
+                    i = grid.index(best)
+                    above = grid[i + 1] if i + 1 < len(grid) else round(2 * best, 4)
+                    todo = [lr for lr in (grid[i - 1] if i else None, above) if lr is not None and lr < 7
+                            and any((net, lr, seed) not in done for seed in SEEDS)]
+                    if not todo:
+                        break
+                    for lr in todo:
+                        for seed in SEEDS:
+                            run(net, lr, seed)
+            if core == NETS[:4]:
+                for seed in SPREAD_SEEDS:                           # stage 3: the spread
+                    for net in core:
+                        run(net, best_lr(load(), net), seed)
     report(load())
 
 
