@@ -42,15 +42,13 @@ import time
 from functools import partial
 from pathlib import Path
 
-os.environ["NETS_SCALE"] = "1"
+import torch
+from torch.utils.data import DataLoader
 
-import torch  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
-
-import nets  # noqa: E402
-from nets.cbam import CBAM  # noqa: E402
-from nets.pooling import DualPoolHead, HeadedNet, pool_linear_head  # noqa: E402
-from nets.se import SqueezeExcitation  # noqa: E402
+import nets
+from nets.cbam import CBAM
+from nets.pooling import DualPoolHead, HeadedNet, pool_linear_head
+from nets.se import SqueezeExcitation
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NAME = "ch6_attention_compare"
@@ -238,6 +236,7 @@ def main() -> None:
     parser.add_argument("--stage", type=int, choices=(1, 2), help="only the 4 shared arms (1) or the heads (2)")
     parser.add_argument("--report", action="store_true", help="only write the tables and the plot")
     args = parser.parse_args()
+    os.environ["NETS_SCALE"] = "1"      # here, not at import: the chapter imports this file
     torch.set_num_threads(1)
     if not args.report:
         train_set, val_loader, test_loader = data()
