@@ -58,6 +58,10 @@ class SqueezeExcitation(ChecksInput, nn.Module):
     The paper's ablations are one argument away: ``gate_layer`` (sigmoid 22.28 % top-1
     error, tanh 23.00, ReLU 23.47 on ResNet-50) and ``pool`` ("avg" 22.28 vs "max" 22.57).
 
+    Reading the gates: ``gate`` is a module of its own, so a forward hook on it receives ``s``
+    (``(N, C, 1, 1)``) on every forward pass without changing the model, e.g.
+    ``block.attn.gate.register_forward_hook(lambda m, inp, s: store.append(s))``.
+
     Shapes: ``(N, C, H, W) -> (N, C, H, W)``, any H, W ≥ 1.
     """
 
@@ -75,6 +79,8 @@ class SqueezeExcitation(ChecksInput, nn.Module):
             raise ValueError(f"SqueezeExcitation needs at least 1 channel, got {channels}")
         if reduction <= 0:
             raise ValueError(f"reduction must be positive, got {reduction}")
+        if not isinstance(divisor, int) or divisor < 1:
+            raise ValueError(f"divisor must be a positive integer (1 turns the rounding off), got {divisor!r}")
         if pool not in _SQUEEZE_POOLS:
             raise ValueError(f"unknown squeeze pool {pool!r}; choose one of {_SQUEEZE_POOLS}")
         self.channels = channels
