@@ -13,6 +13,10 @@ and, in a second stage, three more heads on the same backbone, each a pooling + 
 layer (``nets.pooling.pool_linear_head``): ``max head``, ``avg+max head`` (the halved sum) and
 ``cat head`` (avg and max concatenated, no 1×1 reduction, no dropout).
 
+Initialisation: every layer as ``nets`` and PyTorch initialise it. The heads' starting losses
+are not equalised (max-pooled features are larger at init, so a max head starts higher); the
+chapter prints the gap, and each arm's own learning rate is the only correction.
+
 Budget: ``STEPS`` SGD steps of batch ``BATCH`` (momentum 0.9, weight decay 5e-4, one-cycle to
 the peak rate) on 6,000 training images with the default clutter and noise. Protocol: the peak
 rate is swept over ``LRS`` with seed 0; the rate with the best *validation* accuracy is each
@@ -138,8 +142,8 @@ def run_stage(arms, train_set, val_loader, test_loader):
         print(f"{arm:<15} lr {lr:<5} seed {seed}: val {record['val_acc']:.3f} test "
               f"{record['test_acc']:.3f} ({record['seconds']:.0f} s)", flush=True)
 
-    for arm in arms:                                   # the sweep, seed 0
-        for lr in LRS:
+    for arm in arms:                                   # one arm at a time: a cut-short run leaves whole arms
+        for lr in LRS:                                 # the sweep, seed 0
             run(arm, lr, SWEEP_SEED)
         for _ in range(EDGE_STEPS):                    # best at an edge: one more rate beyond it
             sweep = sweep_of(load_runs(), arm)
@@ -150,8 +154,7 @@ def run_stage(arms, train_set, val_loader, test_loader):
                 run(arm, round(lr * 2, 4), SWEEP_SEED)
             else:
                 break
-    for seed in SEEDS:                                 # more seeds at each arm's rate
-        for arm in arms:
+        for seed in SEEDS:                             # more seeds at the arm's rate
             run(arm, best_lr(load_runs(), arm), seed)
 
 
@@ -175,13 +178,15 @@ def latency_report():
 
 
 def summary(runs):
-    """Per arm: the chosen rate and the test accuracies of the seeds at it."""
+    """Per arm with all its runs done: the chosen rate and the test accuracies of the seeds at it."""
     rows = {}
     for arm in ALL_ARMS:
         lr = best_lr(runs, arm)
         if lr is None:
             continue
         accs = [r["test_acc"] for r in runs if r["arm"] == arm and r["lr"] == lr and r["seed"] in SEEDS]
+        if len(accs) < len(SEEDS):
+            continue
         rows[arm] = dict(lr=lr, seeds=len(accs), test=accs, mean=statistics.mean(accs),
                          sd=statistics.stdev(accs) if len(accs) > 1 else float("nan"))
     return rows
