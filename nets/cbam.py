@@ -84,7 +84,7 @@ class ChannelAttention(ChecksInput, nn.Module):
 
     ``pool_types`` chooses the descriptors whose MLP outputs are summed: ``("avg", "max")``
     (the paper's CBAM, the default), ``("avg",)`` (SE's squeeze with biases) or ``("max",)``:
-    the paper's Table 1 ablation. The parameters do not depend on it.
+    the paper's ablation of the channel branch. The parameters do not depend on it.
 
     Shapes: ``(N, C, H, W) -> (N, C, 1, 1)``.
     """
@@ -167,7 +167,7 @@ class CBAM(ChecksInput, nn.Module):
     each multiplying the features. ``(N, C, H, W) -> (N, C, H, W)``, any H, W ≥ 1.
 
     For the paper's ablations: ``pool_types`` goes to :class:`ChannelAttention`;
-    ``order="spatial-channel"`` applies the spatial map first (the paper's Table 3 finds
+    ``order="spatial-channel"`` applies the spatial map first (the paper's arrangement ablation finds
     channel-then-spatial, the default, slightly better). Neither changes the parameters."""
 
     def __init__(
