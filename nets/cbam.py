@@ -57,7 +57,8 @@ def _check_pool_types(pool_types: Any) -> tuple:
     if isinstance(pool_types, str):
         pool_types = (pool_types,)
     pool_types = tuple(pool_types)
-    if not pool_types or any(p not in POOL_TYPES for p in pool_types) or len(set(pool_types)) < len(pool_types):
+    repeated = len(set(pool_types)) < len(pool_types)
+    if not pool_types or repeated or any(p not in POOL_TYPES for p in pool_types):
         raise ValueError(f"pool_types must be a non-empty selection of {POOL_TYPES} without repeats, "
                          f"got {pool_types!r}")
     return pool_types
@@ -67,7 +68,8 @@ def authors_spatial_weight(weight: torch.Tensor) -> torch.Tensor:
     """Convert a spatial-gate conv weight ``(1, 2, k, k)`` between the authors' input order
     [max; mean] and ours [mean; max] (the conversion is its own inverse)."""
     if weight.dim() != 4 or weight.shape[:2] != (1, 2):
-        raise ValueError(f"expected a spatial-gate conv weight of shape (1, 2, k, k), got {tuple(weight.shape)}")
+        raise ValueError("expected a spatial-gate conv weight of shape (1, 2, k, k), "
+                         f"got {tuple(weight.shape)}")
     return weight.flip(1)
 
 
@@ -167,8 +169,9 @@ class CBAM(ChecksInput, nn.Module):
     each multiplying the features. ``(N, C, H, W) -> (N, C, H, W)``, any H, W ≥ 1.
 
     For the paper's ablations: ``pool_types`` goes to :class:`ChannelAttention`;
-    ``order="spatial-channel"`` applies the spatial map first (the paper's arrangement ablation finds
-    channel-then-spatial, the default, slightly better). Neither changes the parameters."""
+    ``order="spatial-channel"`` applies the spatial map first (the paper's arrangement
+    ablation finds channel-then-spatial, the default, slightly better). Neither changes the
+    parameters."""
 
     def __init__(
         self,
