@@ -51,12 +51,14 @@ class SqueezeExcitation(ChecksInput, nn.Module):
     ``SEModule`` rule and what the SE-ResNet parameter counts in the reference imply
     (SE-ResNet-18's 64-channel blocks squeeze to 8, not 64 // 16 = 4). It never reaches 0,
     which plain ``channels // reduction`` does for fewer than ``reduction`` channels (a
-    zero-width layer turns the gate into a constant sigmoid(b2)). For very narrow inputs
-    (e.g. 4 channels) the rounded "squeeze" is wider than the input; that is the price of
-    never collapsing.
+    zero-width layer turns the gate into a constant: sigmoid(b2), or exactly 0.5 without
+    biases). For very narrow inputs (e.g. 4 channels) the rounded "squeeze" is wider than the
+    input; that is the price of never collapsing.
 
-    The paper's ablations are one argument away: ``gate_layer`` (sigmoid 22.28 % top-1
-    error, tanh 23.00, ReLU 23.47 on ResNet-50) and ``pool`` ("avg" 22.28 vs "max" 22.57).
+    ``gate_layer`` and ``pool`` select the variants of the paper's ablations (TPAMI / arXiv v4,
+    Tables 11-12: sigmoid 22.28 % top-1 error, tanh 23.00, ReLU 23.47; "avg" 22.28 vs "max"
+    22.57 on SE-ResNet-50). Those ablation nets had bias-free excitation layers and a longer
+    schedule with label smoothing; this module keeps the biases of the released models.
 
     Reading the gates: ``gate`` is a module of its own, so a forward hook on it receives ``s``
     (``(N, C, 1, 1)``) on every forward pass without changing the model, e.g.
@@ -123,7 +125,8 @@ se_resnet34 = make_builder("se_resnet34", _se_resnet, f"""SE-ResNet-34: ResNet-3
     its 16 basic blocks (21,960,416 parameters). {_OPTIONS}""", arch="resnet34")
 se_resnet50 = make_builder("se_resnet50", _se_resnet, f"""SE-ResNet-50: ResNet-50 ("V1.5", stride on
     the 3×3 conv as in torchvision) with SE in each of its 16 bottlenecks (28,088,024
-    parameters; paper: +2.53M over ResNet-50, 23.29 % vs 24.80 % top-1 error). {_OPTIONS}""",
+    parameters, +2,530,992 over ResNet-50; paper: ~2.5M on ~25M, Table 10: 28.1M vs 25.6M;
+    23.29 % vs 24.80 % top-1 error). {_OPTIONS}""",
                            arch="resnet50")
 se_resnet101 = make_builder("se_resnet101", _se_resnet, f"""SE-ResNet-101: ResNet-101 with SE in each
     of its 33 bottlenecks (49,326,872 parameters). {_OPTIONS}""", arch="resnet101")
