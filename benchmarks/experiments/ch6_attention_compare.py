@@ -19,8 +19,10 @@ chapter prints the gap, and each arm's own learning rate is the only correction.
 
 Budget: ``STEPS`` SGD steps of batch ``BATCH`` (momentum 0.9, weight decay 5e-4, one-cycle to
 the peak rate) on 6,000 training images with the default clutter and noise. Protocol: the peak
-rate is swept over ``LRS`` with seed 0; the rate with the best *validation* accuracy is each
-arm's rate; then seeds 1 and 2 run at that rate. Reported: *test* accuracy (1,000 images of
+rate is swept over ``LRS`` with seed 0, extended by halving or doubling (up to ``EDGE_STEPS``
+times) while the best rate is at the edge of what was swept; the rate with the best
+*validation* accuracy is each arm's rate (a tie goes to the smaller rate); then seeds 1 and 2
+run at that rate. Arms run one at a time, in the order of ``ALL_ARMS``. Reported: *test* accuracy (1,000 images of
 the test split, used for nothing else) of seeds 0-2 at each arm's rate.
 
     nice -n 5 .venv/bin/python benchmarks/experiments/ch6_attention_compare.py           # all
@@ -121,7 +123,8 @@ def sweep_of(runs, arm):
 
 
 def best_lr(runs, arm):
-    """The swept rate with the best validation accuracy of seed 0 (None until LRS are done)."""
+    """The swept rate with the best validation accuracy of seed 0 (None until LRS are done);
+    a tie goes to the smaller rate."""
     sweep = sweep_of(runs, arm)
     if any(lr not in sweep for lr in LRS):
         return None
