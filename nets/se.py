@@ -82,7 +82,8 @@ class SqueezeExcitation(ChecksInput, nn.Module):
         if reduction <= 0:
             raise ValueError(f"reduction must be positive, got {reduction}")
         if not isinstance(divisor, int) or divisor < 1:
-            raise ValueError(f"divisor must be a positive integer (1 turns the rounding off), got {divisor!r}")
+            raise ValueError("divisor must be a positive integer (1 turns the rounding off), "
+                             f"got {divisor!r}")
         if pool not in _SQUEEZE_POOLS:
             raise ValueError(f"unknown squeeze pool {pool!r}; choose one of {_SQUEEZE_POOLS}")
         self.channels = channels
