@@ -22,7 +22,8 @@ same up to the order of the conv's two input channels, so it only matters when l
 weights: flip the spatial conv's weight along dim 1 (``w.flip(1)``, see
 :func:`authors_spatial_weight`). Their BN uses momentum 0.01
 and starts with γ = 0 (so M_s starts at σ(0) = 1/2); here the norm layer is injected and
-initialised by the host network like every other norm.
+initialised by the host network like every other norm (γ = 1); call
+:func:`zero_init_spatial_gates` on the built model for the authors' start.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ __all__ = [
     "cbam_resnet101",
     "cbam_resnet152",
     "authors_spatial_weight",
+    "zero_init_spatial_gates",
 ]
 
 POOL_TYPES = ("avg", "max")
@@ -206,6 +208,27 @@ class CBAM(ChecksInput, nn.Module):
 
     def extra_repr(self) -> str:
         return "" if self.order == "channel-spatial" else f"order={self.order!r}"
+
+
+def zero_init_spatial_gates(model: nn.Module) -> int:
+    """Initialise every CBAM spatial gate in ``model`` as the authors' code does: the
+    gate's BatchNorm γ is set to 0 (``MODELS/model_resnet.py`` zeroes the weight of every
+    ``SpatialGate`` BN), so each untrained spatial map is σ(0) = 1/2 at every pixel, in
+    train and in eval mode. Call it after building the model (the host network's init
+    sets every BN's γ to 1). Returns the number of gates changed; a model without a CBAM
+    spatial gate with a norm layer is a ``ValueError``.
+
+    The other difference, the authors' BN momentum of 0.01 (PyTorch's default is 0.1), is
+    not changed here: pass ``norm_layer=partial(nn.BatchNorm2d, momentum=0.01)`` to
+    :class:`CBAM` for it."""
+    bns = [m.conv[1] for m in model.modules()
+           if isinstance(m, SpatialAttention) and len(m.conv) > 1 and hasattr(m.conv[1], "weight")]
+    if not bns:
+        raise ValueError("zero_init_spatial_gates found no CBAM spatial gate with a norm layer in the model")
+    with torch.no_grad():
+        for bn in bns:
+            nn.init.zeros_(bn.weight)
+    return len(bns)
 
 
 def _cbam_resnet(arch: str, *, weights: Optional[Weights], progress: bool, num_classes: int,

@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nets.cbam import CBAM, ChannelAttention, SpatialAttention, authors_spatial_weight
+import nets
+from nets.cbam import CBAM, ChannelAttention, SpatialAttention, authors_spatial_weight, zero_init_spatial_gates
 
 
 @pytest.mark.parametrize("pools", [("avg",), ("max",), ("avg", "max"), ("max", "avg"), "avg"])
@@ -88,3 +89,33 @@ def test_authors_spatial_weight_loads_their_gate():
     torch.testing.assert_close(authors_spatial_weight(authors_spatial_weight(w)), w, rtol=0, atol=0)
     with pytest.raises(ValueError, match=r"\(1, 2, k, k\)"):
         authors_spatial_weight(torch.randn(1, 3, 7, 7))
+
+
+def test_zero_init_spatial_gates_gives_the_authors_half():
+    """The authors zero the spatial BN's gamma: every untrained spatial map is exactly 1/2,
+    in train and in eval mode; the channel maps and the rest of the net are untouched."""
+    torch.manual_seed(0)
+    model = nets.cifar_resnet(8, width=8, attn_layer=CBAM)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert zero_init_spatial_gates(model) == 3
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {k for k in before if k.endswith("spatial_attention.conv.1.weight")}
+    maps = []
+    hooks = [m.register_forward_hook(lambda mod, inp, out: maps.append(out))
+             for m in model.modules() if isinstance(m, SpatialAttention)]
+    x = torch.randn(4, 3, 32, 32)
+    for train in (True, False):
+        model.train(train)
+        maps.clear()
+        with torch.no_grad():
+            model(x)
+        assert len(maps) == 3 and all(torch.equal(m, torch.full_like(m, 0.5)) for m in maps)
+    for h in hooks:
+        h.remove()
+
+
+def test_zero_init_spatial_gates_needs_a_gate():
+    with pytest.raises(ValueError, match="no CBAM spatial gate"):
+        zero_init_spatial_gates(nets.cifar_resnet(8, width=8))
+    with pytest.raises(ValueError, match="no CBAM spatial gate"):
+        zero_init_spatial_gates(CBAM(16, norm_layer=None))
