@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import time
 from pathlib import Path
 
 os.environ["NETS_SCALE"] = "1"
@@ -36,6 +35,7 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 import nets  # noqa: E402
+from recipe import one_cycle_run  # noqa: E402   # the shared recipe, benchmarks/experiments/recipe.py
 from torch import nn  # noqa: E402
 
 from nets.mobilenet import MobileNetV2  # noqa: E402
@@ -68,13 +68,9 @@ NETS = {**SMALL_NETS, "ShuffleNet V2 1.0x": lambda: nets.shufflenet_v2_x1_0(num_
 def train(build, lr, seed, train_set, val_loader):
     gen = nets.seed_everything(seed)
     model = build()
-    loader = DataLoader(train_set, batch_size=BATCH, shuffle=True, generator=gen)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=STEPS)
-    start = time.perf_counter()
-    history = nets.fit(model, loader, val_loader, epochs=-(-STEPS // len(loader)), max_steps=STEPS,
-                       optimizer=opt, scheduler=sched, device=torch.device("cpu"), quiet=True)
-    return history["val_metric"][-1], time.perf_counter() - start
+    history, seconds = one_cycle_run(model, train_set, val_loader, lr=lr, steps=STEPS, batch_size=BATCH,
+                                     generator=gen)
+    return history["val_metric"][-1], seconds
 
 
 def main() -> None:

@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import statistics
-import time
 from functools import partial
 from pathlib import Path
 
@@ -40,6 +39,7 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 import nets  # noqa: E402
+from recipe import one_cycle_run  # noqa: E402   # the shared recipe, benchmarks/experiments/recipe.py
 from nets.se import SqueezeExcitation  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -64,13 +64,9 @@ def build(r) -> torch.nn.Module:
 def train(r, lr, seed, train_set, val_loader):
     gen = nets.seed_everything(seed)
     model = build(r)
-    loader = DataLoader(train_set, batch_size=BATCH, shuffle=True, generator=gen)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=STEPS)
-    start = time.perf_counter()
-    history = nets.fit(model, loader, val_loader, epochs=-(-STEPS // len(loader)), max_steps=STEPS,
-                       optimizer=opt, scheduler=sched, device=torch.device("cpu"), quiet=True)
-    return history["val_metric"][-1], time.perf_counter() - start, nets.count_params(model)
+    history, seconds = one_cycle_run(model, train_set, val_loader, lr=lr, steps=STEPS, batch_size=BATCH,
+                                     generator=gen)
+    return history["val_metric"][-1], seconds, nets.count_params(model)
 
 
 def chosen_rates(runs):

@@ -44,7 +44,6 @@ import json
 import os
 import platform
 import statistics
-import time
 from functools import partial
 from pathlib import Path
 
@@ -52,6 +51,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import nets
+from recipe import one_cycle_run   # the shared recipe, benchmarks/experiments/recipe.py
 from nets.cbam import CBAM
 from nets.pooling import DualPoolHead, HeadedNet, pool_linear_head
 from nets.se import SqueezeExcitation
@@ -96,13 +96,8 @@ def train(build, lr, seed, train_set, val_loader, test_loader, steps=STEPS):
     """One run: returns (model, record). The chapter calls this to rerun one seed."""
     gen = nets.seed_everything(seed)
     model = build()
-    loader = DataLoader(train_set, batch_size=BATCH, shuffle=True, generator=gen)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
-    start = time.perf_counter()
-    history = nets.fit(model, loader, val_loader, epochs=-(-steps // len(loader)), max_steps=steps,
-                       optimizer=opt, scheduler=sched, device=torch.device("cpu"), quiet=True)
-    seconds = time.perf_counter() - start
+    history, seconds = one_cycle_run(model, train_set, val_loader, lr=lr, steps=steps, batch_size=BATCH,
+                                     generator=gen)
     test = nets.evaluate(model, test_loader, device=torch.device("cpu"))
     record = dict(lr=lr, seed=seed, steps=steps, val_acc=round(history["val_metric"][-1], 4),
                   test_acc=round(test["metric"], 4), train_loss=round(history.last("loss", 50), 4),
