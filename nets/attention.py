@@ -35,6 +35,79 @@ def causal_mask(length: int, source_length: Optional[int] = None,
     return torch.ones(length, source_length, dtype=torch.bool, device=device).tril()
 
 
+SCORE_KINDS = ("dot", "scaled_dot", "cosine", "additive")
+
+
+class AdditiveScore(nn.Module):
+    """The additive (Bahdanau) score of "Neural Machine Translation by Jointly Learning to
+    Align and Translate", arXiv:1409.0473, eq. (6)::
+
+        score(q, k) = wᵀ tanh(W_q q + W_k k)
+
+    A one-hidden-layer network on each (query, key) pair: query and key may have different
+    sizes, at the cost of a (..., L, S, hidden) intermediate tensor.
+    ``forward(query (..., L, d_q), key (..., S, d_k))`` returns scores (..., L, S).
+    """
+
+    def __init__(self, query_dim: int, key_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.w_q = nn.Linear(query_dim, hidden, bias=False)
+        self.w_k = nn.Linear(key_dim, hidden, bias=False)
+        self.w = nn.Linear(hidden, 1, bias=False)
+
+    def forward(self, query: Tensor, key: Tensor) -> Tensor:
+        hidden = torch.tanh(self.w_q(query).unsqueeze(-2) + self.w_k(key).unsqueeze(-3))  # (..., L, S, h)
+        return self.w(hidden).squeeze(-1)  # (..., L, S)
+
+
+def attention_scores(query: Tensor, key: Tensor, kind: str = "scaled_dot",
+                     additive: Optional[AdditiveScore] = None) -> Tensor:
+    """Stage 1 of attention, the similarity of every query to every key: (..., L, S).
+
+    ``kind`` is one of :data:`SCORE_KINDS`:
+
+    * ``"dot"``: q·k (Luong et al., arXiv:1508.04025); its spread grows like sqrt(d_k);
+    * ``"scaled_dot"``: q·k / sqrt(d_k) (Vaswani et al.), variance ≈ 1 for unit-variance inputs;
+    * ``"cosine"``: q·k / (|q| |k|), in [-1, 1] whatever the width, so a softmax over it
+      needs a temperature to become sharp;
+    * ``"additive"``: ``additive(query, key)``, an :class:`AdditiveScore` module (learned).
+
+    Shapes: query (..., L, d), key (..., S, d) (for ``"additive"`` the sizes may differ).
+    """
+    if kind not in SCORE_KINDS:
+        raise ValueError(f"kind must be one of {SCORE_KINDS}, got {kind!r}")
+    if kind == "additive":
+        if additive is None:
+            raise ValueError("kind='additive' needs the learned scorer: pass additive=AdditiveScore(...)")
+        return additive(query, key)
+    if query.shape[-1] != key.shape[-1]:
+        raise ValueError(f"query and key need the same feature size d_k for a {kind!r} score, "
+                         f"got {query.shape[-1]} and {key.shape[-1]}")
+    if kind == "cosine":
+        query, key = F.normalize(query, dim=-1), F.normalize(key, dim=-1)
+    scores = query @ key.transpose(-2, -1)
+    return scores / math.sqrt(query.shape[-1]) if kind == "scaled_dot" else scores
+
+
+def sinusoidal_position_encoding(length: int, dim: int, base: float = 10000.0) -> Tensor:
+    """The fixed position encoding of Vaswani et al. (arXiv:1706.03762, section 3.5), (length, dim)::
+
+        PE[pos, 2i] = sin(pos / base^(2i/dim)),   PE[pos, 2i+1] = cos(pos / base^(2i/dim))
+
+    Each pair of columns is a rotation at its own frequency, from one turn per 2π positions
+    (i = 0) to one per 2π·base positions, so PE[pos + k] is a fixed linear map (a rotation
+    per pair) of PE[pos] for every pos: relative offsets are easy to read off. Added to the
+    token embeddings, it breaks self-attention's permutation equivariance.
+    """
+    if length < 1 or dim < 2 or dim % 2:
+        raise ValueError(f"need length >= 1 and an even dim >= 2 (sin and cos pairs), got "
+                         f"length={length}, dim={dim}")
+    position = torch.arange(length, dtype=torch.float32)[:, None]  # (length, 1)
+    frequency = base ** (-torch.arange(0, dim, 2, dtype=torch.float32) / dim)  # (dim/2,)
+    angle = position * frequency  # (length, dim/2)
+    return torch.stack((angle.sin(), angle.cos()), dim=-1).reshape(length, dim)
+
+
 def scaled_dot_product_attention(
     query: Tensor,
     key: Tensor,
