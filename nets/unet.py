@@ -11,7 +11,7 @@ class logits).
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +19,10 @@ from torch import nn
 
 from .layers import ChecksInput, ConvNormAct, LayerFactory, Size2d, as_pair, check_image_batch
 
-__all__ = ["DoubleConv", "Down", "Up", "UNet", "center_crop", "pad_to"]
+__all__ = ["AttentionGate", "DoubleConv", "Down", "Up", "UNet", "center_crop", "pad_to"]
+
+# builds a gate from (skip_channels, gating_channels); called as gate(skip, g) -> gated skip
+GateFactory = Callable[[int, int], nn.Module]
 
 
 class DoubleConv(nn.Sequential):
@@ -83,6 +86,39 @@ def pad_to(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return F.pad(x, [dw // 2, dw - dw // 2, dh // 2, dh - dh // 2])
 
 
+class AttentionGate(nn.Module):
+    """Additive attention gate on a skip connection (Oktay et al., "Attention U-Net:
+    Learning Where to Look for the Pancreas", MIDL 2018, arXiv:1804.03999).
+
+    A per-pixel weight in (0, 1) for the skip map ``x``, computed from ``x`` and the
+    decoder's gating signal ``g``::
+
+        α = σ(ψ(ReLU(W_x x + W_g g)))        (1×1 convs W_x, W_g: C → C_int; ψ: C_int → 1)
+        output = α · x
+
+    so the decoder can suppress encoder features from irrelevant regions instead of
+    concatenating them all ("indiscriminate skip fusion"). Simplification: the paper takes
+    ``g`` from the coarser level and strides ``W_x`` by 2 to meet it; here ``g`` is the
+    decoder map already upsampled to the skip's size (as many public implementations do).
+    ``x (N, C_x, H, W)``, ``g (N, C_g, H, W) → (N, C_x, H, W)``; ``self.last_alpha`` keeps
+    the last ``α (N, 1, H, W)`` for plotting.
+    """
+
+    def __init__(self, skip_channels: int, gating_channels: int,
+                 inter_channels: Optional[int] = None) -> None:
+        super().__init__()
+        inter_channels = inter_channels or max(1, skip_channels // 2)
+        self.w_x = nn.Conv2d(skip_channels, inter_channels, 1, bias=False)
+        self.w_g = nn.Conv2d(gating_channels, inter_channels, 1)
+        self.psi = nn.Conv2d(inter_channels, 1, 1)
+        self.last_alpha: Optional[torch.Tensor] = None
+
+    def forward(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        alpha = torch.sigmoid(self.psi(F.relu(self.w_x(x) + self.w_g(g))))   # (N, 1, H, W)
+        self.last_alpha = alpha.detach()
+        return alpha * x
+
+
 class Up(nn.Module):
     """One step up the expanding path: upsample ×2, join the skip, ``DoubleConv``.
 
@@ -95,7 +131,10 @@ class Up(nn.Module):
 
     Joining the skip: ``padded=True`` pads the upsampled map to the skip's size (odd sides);
     ``padded=False`` center-crops the skip to the upsampled map's size (the paper).
-    Skip first, upsampled second in the concatenation. Shapes:
+    Skip first, upsampled second in the concatenation. ``skip=False`` (an ablation) joins
+    zeros in the skip's place: the same layers and parameter count, but no information
+    from the encoder at this level. ``gate_layer`` (e.g. :class:`AttentionGate`) reweights
+    the skip from the upsampled decoder map before the join. Shapes:
     ``x (N, C_in or C_in/2, h, w)``, ``skip (N, C_in/2, H ≥ 2h, W ≥ 2w) → (N, C_out, ·, ·)``.
     """
 
@@ -106,6 +145,8 @@ class Up(nn.Module):
         bilinear: bool = False,
         padded: bool = True,
         norm_layer: Optional[LayerFactory] = nn.BatchNorm2d,
+        skip: bool = True,
+        gate_layer: Optional[GateFactory] = None,
     ) -> None:
         super().__init__()
         padding = 1 if padded else 0
@@ -116,6 +157,11 @@ class Up(nn.Module):
             self.up = nn.ConvTranspose2d(in_channels, in_channels // 2, kernel_size=2, stride=2)
             self.conv = DoubleConv(in_channels, out_channels, padding=padding, norm_layer=norm_layer)
         self.padded = padded
+        self.skip = skip
+        if gate_layer is not None:                       # registered only when used, so a
+            self.gate = gate_layer(in_channels // 2, in_channels // 2)   # plain U-Net's
+        else:                                            # state_dict names do not change
+            self.gate = None
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = self.up(x)                                   # (N, C_in/2, 2h, 2w)
@@ -123,6 +169,10 @@ class Up(nn.Module):
             x = pad_to(x, skip.shape[-2:])               # (N, C_in/2, H, W)
         else:
             skip = center_crop(skip, x.shape[-2:])       # (N, C_in/2, 2h, 2w)
+        if not self.skip:
+            skip = torch.zeros_like(skip)                # ablation: nothing from the encoder
+        elif self.gate is not None:
+            skip = self.gate(skip, x)                    # (N, C_in/2, ·, ·) reweighted per pixel
         x = torch.cat([skip, x], dim=1)                  # (N, C_in, ·, ·)
         return self.conv(x)                              # (N, C_out, ·, · (-4 if unpadded))
 
@@ -165,6 +215,8 @@ class UNet(ChecksInput, nn.Module):
         bilinear: bool = False,
         padded: bool = True,
         norm_layer: Optional[LayerFactory] = nn.BatchNorm2d,
+        skip_connections: bool = True,
+        gate_layer: Optional[GateFactory] = None,
     ) -> None:
         super().__init__()
         for name, value in (("in_channels", in_channels), ("num_classes", num_classes),
@@ -176,6 +228,7 @@ class UNet(ChecksInput, nn.Module):
         self.depth = depth
         self.bilinear = bilinear
         self.padded = padded
+        self.skip_connections = skip_connections
 
         widths = [base_width * 2 ** i for i in range(depth + 1)]
         factor = 2 if bilinear else 1  # bilinear: the level below hands up half the channels
@@ -186,7 +239,8 @@ class UNet(ChecksInput, nn.Module):
             Down(widths[i], widths[i + 1] // (factor if i + 1 == depth else 1), padding, norm_layer)
             for i in range(depth))
         self.ups = nn.ModuleList(
-            Up(widths[i + 1], widths[i] // (factor if i > 0 else 1), bilinear, padded, norm_layer)
+            Up(widths[i + 1], widths[i] // (factor if i > 0 else 1), bilinear, padded, norm_layer,
+               skip=skip_connections, gate_layer=gate_layer)
             for i in reversed(range(depth)))
         self.outc = nn.Conv2d(widths[0], num_classes, kernel_size=1)
         self.skip_nested_checks()

@@ -348,3 +348,80 @@ def test_binary_segmentation_with_one_class():
     loss = F.binary_cross_entropy_with_logits(logits, mask)
     loss.backward()
     assert torch.isfinite(loss) and model.outc.weight.grad is not None
+
+
+# --------------------------------------------------------------------------- ablation and gates
+def test_no_skip_variant_has_the_same_parameters_and_names():
+    plain = meta_unet(3, 2, base_width=8, depth=3)
+    no_skip = meta_unet(3, 2, base_width=8, depth=3, skip_connections=False)
+    assert count_params(plain) == count_params(no_skip) == 121_186
+    assert list(plain.state_dict()) == list(no_skip.state_dict())
+
+
+def test_no_skip_decoder_sees_the_input_only_through_the_bottleneck():
+    # Without skips the output is a function of the bottleneck map alone (2**depth times
+    # coarser than the input): replaying the decoder from the recorded bottleneck with
+    # random tensors in the skips' place gives the same output. In the plain net the skip
+    # does matter.
+    torch.manual_seed(0)
+    model = UNet(3, 2, base_width=4, depth=3, skip_connections=False).eval()
+    x = torch.randn(1, 3, 32, 32)
+    seen = {}
+    handle = model.downs[-1].register_forward_hook(lambda m, a, out: seen.setdefault("b", out))
+    with torch.no_grad():
+        y = model(x)
+    handle.remove()
+    # replay the decoder from the bottleneck alone, skips replaced by anything: same output
+    with torch.no_grad():
+        z = seen["b"]
+        for up, level in zip(model.ups, (2, 1, 0)):
+            z = up(z, torch.randn(1, 4 * 2 ** level, 32 // 2 ** level, 32 // 2 ** level))
+        torch.testing.assert_close(model.outc(z), y)
+    plain = UNet(3, 2, base_width=4, depth=3).eval()
+    with torch.no_grad():
+        a = plain.ups[-1](torch.randn(1, 8, 16, 16), torch.zeros(1, 4, 32, 32))
+        b = plain.ups[-1](torch.randn(1, 8, 16, 16) * 0, torch.randn(1, 4, 32, 32))
+    assert not torch.allclose(a, b)
+
+
+def test_default_state_dict_names_unchanged():
+    names = list(meta_unet(3, 2, base_width=8, depth=2).state_dict())
+    assert not any("gate" in n for n in names)
+    assert names[0] == "inc.0.0.weight" and names[-1] == "outc.bias"
+    assert "ups.0.up.weight" in names and "downs.1.1.1.0.weight" in names
+
+
+def test_attention_gate_shapes_parameters_and_range():
+    from nets.unet import AttentionGate
+    torch.manual_seed(0)
+    gate = AttentionGate(16, 16)
+    x, g = torch.randn(2, 16, 12, 10), torch.randn(2, 16, 12, 10)
+    out = gate(x, g)
+    assert out.shape == x.shape
+    alpha = gate.last_alpha
+    assert alpha.shape == (2, 1, 12, 10) and 0 < alpha.min() and alpha.max() < 1
+    torch.testing.assert_close(out, alpha * x)
+    # W_x (no bias) 16*8, W_g 16*8 + 8, psi 8 + 1
+    assert count_params(gate) == 16 * 8 + 16 * 8 + 8 + 8 + 1
+    model = UNet(3, 2, base_width=8, depth=3, gate_layer=AttentionGate)
+    assert all(isinstance(up.gate, AttentionGate) for up in model.ups)
+    extra = count_params(model) - count_params(UNet(3, 2, base_width=8, depth=3))
+    assert extra == sum(2 * c * (c // 2) + c // 2 + c // 2 + 1 for c in (32, 16, 8))
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 37, 29)).shape == (1, 2, 37, 29)
+
+
+def test_attention_gate_closed_is_the_no_skip_net():
+    # A gate whose psi bias is very negative passes (almost) nothing: the gated net then
+    # computes what the no-skip net with the same weights computes.
+    from nets.unet import AttentionGate
+    torch.manual_seed(0)
+    gated = UNet(3, 2, base_width=4, depth=2, gate_layer=AttentionGate).eval()
+    no_skip = UNet(3, 2, base_width=4, depth=2, skip_connections=False).eval()
+    no_skip.load_state_dict({k: v for k, v in gated.state_dict().items() if "gate" not in k})
+    with torch.no_grad():
+        for up in gated.ups:
+            up.gate.psi.weight.zero_()
+            up.gate.psi.bias.fill_(-100.0)
+        x = torch.randn(1, 3, 24, 24)
+        torch.testing.assert_close(gated(x), no_skip(x))
