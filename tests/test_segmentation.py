@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from nets.segmentation import (DiceCELoss, boundary_f_score, boundary_map, dice_per_class,
-                               iou_per_class, predict_tiled, soft_dice_loss, unet_context)
+                               error_by_distance, iou_per_class, predict_tiled, soft_dice_loss, unet_context)
 from nets.train import confusion_matrix, mean_iou
 from nets.unet import UNet
 
@@ -136,6 +136,20 @@ def test_boundary_f_score_empty_and_bad_input():
         boundary_f_score(empty, empty, -1)
     with pytest.raises(ValueError, match="integer"):
         boundary_f_score(empty.float(), empty)
+
+
+def test_error_by_distance():
+    t = square(size=20, top=5, left=5, side=8)
+    error, count = error_by_distance(t, t, 3)
+    assert error.tolist() == [0.0] * 4 and count.sum().item() == 400
+    # eroding the square by one pixel: only its outer ring (on the edge, d = 0) is wrong
+    eroded = square(size=20, top=6, left=6, side=6)
+    error, count = error_by_distance(eroded, t, 3)
+    ring = 8 * 8 - 6 * 6
+    assert error[0].item() == pytest.approx(ring / count[0].item()) and error[1:].sum() == 0
+    assert count[0].item() == boundary_map(t).sum().item()
+    with pytest.raises(ValueError, match="max_distance"):
+        error_by_distance(t, t, 0)
 
 
 # --------------------------------------------------------------------------- overlap-tile
