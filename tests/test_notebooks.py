@@ -87,6 +87,7 @@ def test_first_code_cell_installs_nets_from_the_repository_in_colab(path):
     assert re.search(r"%pip install .*git\+" + re.escape(url) + "@" + re.escape(branch), first), first
     tags = cells[0].get("metadata", {}).get("tags", [])
     assert "nbval-ignore-output" in tags
+    assert "hide-cell" in tags   # collapsed on the site, where it is noise; it stays in the notebook
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
 
 
