@@ -74,3 +74,25 @@ def test_sinusoidal_position_encoding_bad_input():
         sinusoidal_position_encoding(10, 7)
     with pytest.raises(ValueError, match="length >= 1"):
         sinusoidal_position_encoding(0, 8)
+
+
+def test_chapter_8_retrieval_data_and_readers():
+    """The retrieval task of chapter 8 (benchmarks/experiments/ch8_retrieval.py): the target is the
+    value paired with the query key, keys are distinct, and the MLP baseline is the larger model."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks" / "experiments"))
+    import ch8_retrieval as r
+
+    x, y = r.make_data(500, seed=3)
+    keys, values, query = x[:, :r.PAIRS], x[:, r.PAIRS:2 * r.PAIRS], x[:, -1]
+    assert all(len(set(row.tolist())) == r.PAIRS for row in keys)
+    slot = (keys == query[:, None]).float().argmax(1)
+    assert ((keys == query[:, None]).sum(1) == 1).all()
+    assert torch.equal(values.gather(1, slot[:, None]).squeeze(1), y)
+    attention, mlp = r.AttentionReader(), r.MLPReader()
+    assert attention(x).shape == mlp(x).shape == (500, r.VALUES)
+    assert attention.weights.shape == (500, 1, 1, r.PAIRS)
+    count = lambda m: sum(p.numel() for p in m.parameters())
+    assert count(mlp) >= count(attention)
