@@ -301,10 +301,10 @@ class WeightRow:
     absmax: float
     sparsity: float     # fraction of entries with |w| <= eps
     norm: float         # Frobenius norm
-    change: Optional[float] = None   # ||w - w_ref|| / ||w_ref|| when a reference was given
+    change: Optional[float] = None   # ||w - w_ref|| / ||w_ref|| when a reference was given (NaN if w_ref = 0)
 
     def __str__(self) -> str:
-        change = "" if self.change is None else f" {self.change:>7.3f}"
+        change = "" if self.change is None else f" {self.change:>7.3f}" if self.change == self.change else "     n/a"
         return (f"{self.name:<26} {'×'.join(map(str, self.shape)):>12} {self.mean:>+9.4f} {self.std:>8.4f} "
                 f"{self.absmax:>8.4f} {self.sparsity:>7.3f} {self.norm:>8.3f}{change}")
 
@@ -316,7 +316,8 @@ def weight_stats(model: nn.Module, *, reference: Optional[nn.Module] = None, eps
     out): mean, std, abs-max, sparsity (fraction with ``|w| <= eps``) and norm.
 
     ``reference``: a model of the same architecture (e.g. a copy taken before training);
-    each row then also gives the relative change ``||w - w_ref|| / ||w_ref||``.
+    each row then also gives the relative change ``||w - w_ref|| / ||w_ref||`` (NaN where the
+    reference is all zeros, as BatchNorm's biases are at initialisation).
     ``kinds``: keep only parameters whose name ends with one of these (e.g. ``["weight"]``).
     """
     ref = dict(reference.named_parameters()) if reference is not None else None
@@ -330,7 +331,8 @@ def weight_stats(model: nn.Module, *, reference: Optional[nn.Module] = None, eps
             if name not in ref or ref[name].shape != p.shape:
                 raise ValueError(f"reference has no parameter {name!r} of shape {tuple(p.shape)}")
             r = ref[name].detach().float().cpu()
-            change = float((w - r).norm() / r.norm().clamp_min(1e-12))
+            # relative to the reference's size; NaN where the reference is all zeros (BN biases at init)
+            change = float((w - r).norm() / r.norm()) if r.norm() > 0 else float("nan")
         rows.append(WeightRow(name, tuple(w.shape), w.numel(), float(w.mean()),
                               float(w.std()) if w.numel() > 1 else 0.0, float(w.abs().max()),
                               float((w.abs() <= eps).float().mean()), float(w.norm()), change))
