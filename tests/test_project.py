@@ -55,3 +55,15 @@ def test_every_citation_has_a_bibtex_entry():
             cited |= {k.strip() for k in group.split(",")}
     assert cited, "no citations found"
     assert cited <= keys, f"cited but not in references.bib: {sorted(cited - keys)}"
+
+
+def test_the_site_is_self_contained_and_read_in_a_browser_by_ci():
+    """MathJax comes from the build, not a CDN; CI reads every page in headless chromium."""
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert "sphinx-mathjax-offline" in config["sphinx"]["extra_extensions"]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert ".ci/browser_check.py" in ci and "chromium-driver" in ci
+    names = {r.split(">")[0].split("<")[0].split("=")[0].strip() for r in _requirements()}
+    assert {"selenium", "sphinx-mathjax-offline", "jupyterlab"} <= names
+    assert (ROOT / "LICENSE").exists() and (ROOT / "LICENSE-TEXT.md").exists()
+    assert (ROOT / "CITATION.cff").exists()
