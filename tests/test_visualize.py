@@ -1,5 +1,7 @@
 """nets.visualize: hooks record the right tensors and are always removed."""
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -94,7 +96,8 @@ def test_weight_stats_lists_parameters_not_bn_buffers_and_measures_change():
     assert rows[2].sparsity == 1.0                                       # BN bias starts at 0
     copy = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4))
     copy.load_state_dict(net.state_dict())
-    assert all(r.change == 0 for r in weight_stats(copy, reference=net))
+    changes = [r.change for r in weight_stats(copy, reference=net)]
+    assert changes[:2] == [0.0, 0.0] and math.isnan(changes[2])   # BN bias: all-zero reference, NaN
     with torch.no_grad():
         copy[0].weight.mul_(1.5)
     assert weight_stats(copy, reference=net)[0].change == pytest.approx(0.5, rel=1e-5)
