@@ -33,7 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import nets
-from nets.attention import MultiHeadAttention
+from nets.attention import MultiHeadAttention, sinusoidal_position_encoding
 
 KEYS, VALUES, PAIRS, DIM = 16, 16, 8, 32
 TRAIN, TEST, BATCH, STEPS = 20_000, 2_000, 128, 600
@@ -100,6 +100,52 @@ class MLPReader(nn.Module):
 
 
 ARMS = {"attention": AttentionReader, "mlp": MLPReader}
+
+
+class SlotReader(nn.Module):
+    """For the order task of chapter 8, section 5: return the value of the pair in slot ``SLOT``.
+
+    A learned query vector attends over the pair tokens, with or without the sinusoidal position
+    encoding added to them. Without it the reader is a function of the *set* of pairs and cannot
+    tell which pair sits in slot ``SLOT``."""
+
+    def __init__(self, positions: bool) -> None:
+        super().__init__()
+        self.embed = Embed()
+        self.query = nn.Parameter(torch.randn(1, 1, DIM))
+        self.attn = MultiHeadAttention(DIM, 1)
+        self.head = nn.Linear(DIM, VALUES)
+        pe = sinusoidal_position_encoding(PAIRS, DIM) if positions else torch.zeros(PAIRS, DIM)
+        self.register_buffer("pe", pe)
+
+    def forward(self, x):
+        pairs, _ = self.embed(x)
+        pairs = pairs + self.pe  # (B, PAIRS, DIM)
+        out, _ = self.attn(self.query.expand(len(x), -1, -1), pairs, pairs)
+        return self.head(out.squeeze(1))
+
+
+SLOT = 3
+
+
+def slot_data(n: int, seed: int):
+    """The retrieval inputs with the value in slot ``SLOT`` as the target."""
+    x, _ = make_data(n, seed)
+    return x, x[:, PAIRS + SLOT]
+
+
+def train_slot(positions: bool, lr: float, seed: int, steps: int = STEPS):
+    """Train a :class:`SlotReader`; returns ``(model, test accuracy)``. Same recipe as :func:`train`."""
+    train_set = TensorDataset(*slot_data(TRAIN, seed=1000 + seed))
+    test_loader = DataLoader(TensorDataset(*slot_data(TEST, seed=99_999)), batch_size=500)
+    generator = nets.seed_everything(seed)
+    model = SlotReader(positions)
+    loader = DataLoader(train_set, batch_size=BATCH, shuffle=True, generator=generator)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=steps)
+    nets.fit(model, loader, epochs=-(-steps // len(loader)), max_steps=steps, optimizer=optimizer,
+             scheduler=schedule, device=torch.device("cpu"), quiet=True)
+    return model, nets.evaluate(model, test_loader)["metric"]
 
 
 def train(arm: str, lr: float, seed: int, steps: int = STEPS, train_size: int = TRAIN):
