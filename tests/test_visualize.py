@@ -197,3 +197,23 @@ def test_a_random_map_scores_chance_on_average():
     assert abs(s["energy"].mean() - 0.25) < 0.01
     assert abs(s["auc"].mean() - 0.5) < 0.02
     assert abs(s["pointing"].mean() - 0.25) < 0.07           # binomial sd of the mean: 0.022
+
+
+def test_show_helpers_draw_one_image_and_refuse_a_batch():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nets.visualize import show_feature_maps, show_kernels, show_weight_histograms
+
+    ax = show_feature_maps(torch.rand(1, 6, 5, 5), n=4, ncols=2)
+    assert ax.images[0].get_array().shape == (2 * 6 + 1, 2 * 6 + 1)
+    with pytest.raises(ValueError, match="one image's maps"):
+        show_feature_maps(torch.rand(2, 6, 5, 5))
+    ax = show_kernels(nn.Conv2d(3, 5, 3))                          # RGB kernels: a colour image
+    assert ax.images[0].get_array().shape == (5, 1 * 4 + 1, 5 * 4 + 1)[1:] + (3,)
+    with pytest.raises(ValueError, match="conv weights"):
+        show_kernels(torch.rand(3, 3, 3))
+    with pytest.raises(ValueError, match="no parameter named"):
+        show_weight_histograms(small_net(), ["0.weight", "5.weight"])
+    plt.close("all")
