@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--batchnorm", action="store_true")
     parser.add_argument("--sync-bn", action="store_true")
     parser.add_argument("--fail-at", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cuda: each process on its own GPU (NCCL)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     nets.seed_everything(0)
@@ -55,10 +56,11 @@ def main() -> None:
     init = {k: v.clone() for k, v in model.state_dict().items()}
     loss_fn = FailingLoss(args.fail_at) if args.fail_at else None
     history = nets.fit(model, DataLoader(data, batch_size=32), val, epochs=2, lr=0.05,
-                       loss_fn=loss_fn, quiet=True, device=torch.device("cpu"))
+                       loss_fn=loss_fn, quiet=True, device=torch.device(args.device))
     rank = int(os.environ.get("RANK", "0"))
     torch.save({"history": {"epochs": history.epochs, "steps": history.steps},
-                "state": model.state_dict(), "init": init}, os.path.join(args.out, f"rank{rank}.pt"))
+                "state": {k: v.cpu() for k, v in model.state_dict().items()},
+                "init": {k: v.cpu() for k, v in init.items()}}, os.path.join(args.out, f"rank{rank}.pt"))
 
 
 if __name__ == "__main__":

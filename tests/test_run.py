@@ -111,3 +111,13 @@ def test_paper_recipe_on_a_local_cifar10_stand_in(tmp_path, monkeypatch):
                      "--out", str(out), "--quiet"]) == 0
     [row] = records(out)
     assert row["recipe"] == "paper" and row["data"] == "cifar10" and row["width"] == 16
+
+
+def test_gpu_check_script_is_valid_bash_and_says_when_there_is_no_gpu():
+    script = ROOT / "benchmarks" / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: run the script itself")
+    result = subprocess.run(["bash", str(script)], env={**env(), "PY": sys.executable},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "no CUDA device here" in result.stderr
