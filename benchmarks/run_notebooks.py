@@ -3,6 +3,7 @@ long each took.
 
     python benchmarks/run_notebooks.py                      # every chapter
     python benchmarks/run_notebooks.py notebooks/01_resnet.ipynb
+    NETS_DEVICE=cuda python benchmarks/run_notebooks.py --output-dir gpu_run   # copies, e.g. on a GPU
 
 The kernel is the Python running this script (as for ``pytest --nbval-current-env``), the
 working directory is the notebook's folder, and timings go to
@@ -50,7 +51,8 @@ def collapse_streams(nb) -> None:
         cell.outputs = merged
 
 
-def execute(path: Path, timeout: int = 1800) -> float:
+def execute(path: Path, timeout: int = 1800, output: Path | None = None) -> float:
+    """Execute ``path`` and save it with its outputs to ``output`` (default: in place)."""
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
                             resources={"metadata": {"path": str(path.parent)}})
@@ -58,7 +60,7 @@ def execute(path: Path, timeout: int = 1800) -> float:
     client.execute()
     seconds = time.perf_counter() - start
     collapse_streams(nb)
-    nbformat.write(nb, path)
+    nbformat.write(nb, output or path)
     return seconds
 
 
@@ -88,18 +90,29 @@ def record(rows: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="*", type=Path)
+    parser.add_argument("--output-dir", type=Path, default=None,
+                        help="save the executed copies and their times here instead (the stored "
+                             "chapters and notebook_times.md stay as they are), e.g. for a GPU check")
     args = parser.parse_args()
     paths = args.notebooks or sorted((ROOT / "notebooks").glob("*.ipynb"))
     rows = {}
     for path in paths:
         path = path.resolve()
         load = os.getloadavg()[0]          # a busy machine makes the time meaningless
-        seconds = execute(path)
+        output = None
+        if args.output_dir is not None:
+            args.output_dir.mkdir(parents=True, exist_ok=True)
+            output = args.output_dir / path.name
+        seconds = execute(path, output=output)
         name = str(path.relative_to(ROOT))
         rows[name] = [name, f"{seconds:.0f}", f"{load:.2f}", torch.__version__,
                       dt.date.today().isoformat()]
         print(f"{name}: {seconds:.1f} s", flush=True)
-    record(rows)
+    if args.output_dir is None:
+        record(rows)
+    else:
+        lines = [f"| {cells[0]} | {cells[1]} |" for cells in rows.values()]
+        (args.output_dir / "times.md").write_text("| notebook | seconds |\n|---|---|\n" + "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

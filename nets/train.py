@@ -5,6 +5,11 @@ unless ``quiet=True``, and returns a :class:`History` with one record per epoch 
 metric, seconds, and the same on validation data) and one per optimizer step (the batch
 loss and metric), so a chapter can plot either. The metric is accuracy for
 classification and mean intersection-over-union for segmentation.
+
+The same call scales up: ``amp="bf16"``/``"fp16"`` (mixed precision), ``channels_last=True``
+and ``compile=True`` (``torch.compile``) are switches, off by default so that CPU results
+stay bit-stable; launched under ``torchrun`` it trains on every process with
+DistributedDataParallel (see :mod:`nets.distributed`).
 """
 
 from __future__ import annotations
@@ -12,15 +17,19 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, Optional
+from contextlib import nullcontext
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from . import distributed as dist_utils
 from .runtime import device as default_device
 
 TASKS = ("classification", "segmentation")
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -100,6 +109,35 @@ class _Meter:
         self.cm = cm if self.cm is None else self.cm + cm
         return mean_iou(cm)
 
+    def local_stats(self, logits: torch.Tensor, target: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
+        """This process's share of one step, as float64 numbers to sum over processes:
+        ``[loss · n, n, not finite, correct]`` (classification) or ``[..., confusion matrix]``."""
+        n = target.shape[0]
+        head = [loss.double() * n, torch.tensor(float(n), device=loss.device, dtype=torch.float64),
+                (~torch.isfinite(loss)).double()]
+        pred = logits.argmax(dim=1)
+        if self.task == "classification":
+            tail = (pred == target).sum().double().reshape(1)
+        else:
+            num_classes = logits.shape[1]
+            index = target.reshape(-1) * num_classes + pred.reshape(-1)
+            tail = torch.bincount(index, minlength=num_classes**2).double()
+        return torch.cat([torch.stack(head), tail])
+
+    def add(self, total: torch.Tensor) -> Tuple[float, float]:
+        """Add one step's stats summed over all processes; returns its loss and metric."""
+        loss_sum, n = total[0].item(), int(total[1].item())
+        self.loss_sum += loss_sum
+        self.count += n
+        if self.task == "classification":
+            correct = int(total[3].item())
+            self.correct += correct
+            return loss_sum / n, correct / n
+        size = int(round((total.numel() - 3) ** 0.5))
+        cm = total[3:].round().long().cpu().reshape(size, size)
+        self.cm = cm if self.cm is None else self.cm + cm
+        return loss_sum / n, mean_iou(cm)
+
     @property
     def loss(self) -> float:
         return self.loss_sum / max(self.count, 1)
@@ -150,6 +188,10 @@ def fit(
     device: Optional[torch.device] = None,
     quiet: bool = False,
     desc: str = "train",
+    amp: Optional[str] = None,
+    channels_last: bool = False,
+    compile: bool = False,
+    seed: int = 0,
 ) -> History:
     """Train ``model`` and return its :class:`History`.
 
@@ -161,17 +203,60 @@ def fit(
     * A loss that becomes inf or nan stops training; ``history.diverged`` tells.
     * Targets are class indices: ``(N,)`` for classification, ``(N, H, W)`` for
       segmentation; the model returns logits ``(N, C)`` or ``(N, C, H, W)``.
+
+    Speed switches, all off by default (the chapters' stored CPU results depend on it):
+
+    * ``amp="bf16"`` or ``"fp16"``: the forward pass and the loss run under
+      ``torch.autocast`` in that type (weights and optimizer stay float32); ``"fp16"`` adds
+      a ``torch.amp.GradScaler``, which scales the loss so small gradients do not
+      underflow to 0 in float16 and skips steps whose gradients overflowed.
+    * ``channels_last=True``: model and 4-D inputs in the NHWC memory layout, which
+      tensor-core GPUs prefer for convolutions.
+    * ``compile=True``: ``torch.compile`` the model (the first steps pay for compiling).
+
+    Launched under ``torchrun`` with several processes (see :mod:`nets.distributed`): the
+    model is wrapped in ``DistributedDataParallel``, ``train_loader`` (a ``DataLoader``)
+    is shared out with a ``DistributedSampler`` seeded with ``seed`` so that each step's
+    local batches together form one global batch of the loader's ``batch_size``, and the
+    history holds the global batches' losses and metrics, identical on every process (only
+    rank 0 shows the progress bar). Validation runs on every process with rank 0's buffers.
     """
     _check_task(task)
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
     if max_steps is not None and max_steps < 1:
         raise ValueError(f"max_steps must be at least 1 (or None), got {max_steps}")
-    device = device or default_device()
+    if amp is not None and amp not in AMP_DTYPES:
+        raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
+    device = dist_utils.local_device(device or default_device())
+    with dist_utils.process_group(device) as distributed:
+        return _fit(model, train_loader, val_loader, epochs=epochs, max_steps=max_steps,
+                    optimizer=optimizer, lr=lr, scheduler=scheduler, loss_fn=loss_fn, task=task,
+                    device=device, quiet=quiet, desc=desc, amp=amp, channels_last=channels_last,
+                    compile=compile, seed=seed, distributed=distributed)
+
+
+def _fit(model, train_loader, val_loader, *, epochs, max_steps, optimizer, lr, scheduler, loss_fn,
+         task, device, quiet, desc, amp, channels_last, compile, seed, distributed) -> History:
     model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     if optimizer is None:
         optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    train_model = model
+    if distributed:
+        train_loader = dist_utils.shard_loader(train_loader, seed)
+        train_model = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    if compile:
+        train_model = torch.compile(train_model)
+    dtype = AMP_DTYPES.get(amp)
+    scaler = torch.amp.GradScaler(device.type) if amp == "fp16" else None
+
+    def autocast():
+        return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+
     try:
         batches = len(train_loader)  # type: ignore[arg-type]
     except TypeError:
@@ -181,38 +266,62 @@ def fit(
         total = max_steps if total is None else min(total, max_steps)
     history = History(task)
     step = 0
-    bar = tqdm(total=total, desc=desc, disable=quiet, unit="step", ncols=90, mininterval=1.0)
+    bar = tqdm(total=total, desc=desc, disable=quiet or not dist_utils.is_main(), unit="step",
+               ncols=90, mininterval=1.0)
     try:
         for epoch in range(1, epochs + 1):
             start = time.perf_counter()
-            model.train()
+            if distributed:
+                train_loader.sampler.set_epoch(epoch)        # a new shuffle every epoch
+            train_model.train()
             meter = _Meter(task)
             for inputs, target in train_loader:
                 inputs, target = inputs.to(device), target.to(device)
-                logits = model(inputs)
-                loss = loss_fn(logits, target)
-                if not torch.isfinite(loss):
+                if channels_last and inputs.dim() == 4:
+                    inputs = inputs.contiguous(memory_format=torch.channels_last)
+                with autocast():
+                    logits = train_model(inputs)
+                    loss = loss_fn(logits, target)
+                if distributed:      # every process learns the global batch's numbers
+                    total_stats = dist_utils.all_sum(meter.local_stats(logits.detach(), target, loss.detach()))
+                    finite = total_stats[2].item() == 0
+                else:
+                    finite = bool(torch.isfinite(loss))
+                if not finite:
                     # diverged: record it and stop; the caller decides what that means
                     history.diverged_at = step + 1
                     history.steps.append({"step": step + 1, "loss": math.inf, "metric": float("nan")})
                     break
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
                 if scheduler is not None:
                     scheduler.step()
                 step += 1
-                batch_metric = meter.update(logits.detach(), target, loss.item())
-                history.steps.append({"step": step, "loss": loss.item(), "metric": batch_metric})
+                if distributed:
+                    batch_loss, batch_metric = meter.add(total_stats)
+                else:
+                    batch_loss = loss.item()
+                    batch_metric = meter.update(logits.detach(), target, batch_loss)
+                history.steps.append({"step": step, "loss": batch_loss, "metric": batch_metric})
                 bar.update(1)
                 bar.set_postfix(loss=f"{meter.loss:.3f}", metric=f"{meter.metric:.3f}", refresh=False)
                 if max_steps is not None and step >= max_steps:
                     break
             record = {"epoch": epoch, "train_loss": meter.loss, "train_metric": meter.metric}
+            if distributed:
+                dist_utils.broadcast_buffers(model)          # rank 0's running statistics everywhere
             if val_loader is not None:
-                val = evaluate(model, val_loader, task, device, loss_fn)
+                with autocast():
+                    val = evaluate(model, val_loader, task, device, loss_fn)
                 record.update(val_loss=val["loss"], val_metric=val["metric"])
-            record["seconds"] = time.perf_counter() - start
+            seconds = time.perf_counter() - start
+            record["seconds"] = dist_utils.all_max(seconds, device) if distributed else seconds
             history.epochs.append(record)
             if history.diverged or (max_steps is not None and step >= max_steps):
                 break
