@@ -7,12 +7,15 @@ Everything a chapter needs is importable from here::
     model = nets.resnet50(num_classes=10)
 
 One module per idea: ``resnet``, ``cifar_resnet``, ``batchnorm``, ``se``, ``cbam``,
-``pooling``, ``mobilenet``, ``shufflenet``, ``unet``, ``attention``; plus the helpers every
-chapter uses (``runtime``, ``data``, ``train``, ``plot``, ``measure``).
+``pooling``, ``mobilenet``, ``shufflenet``, ``unet`` (with ``segmentation``: its metrics,
+losses and tiled prediction), ``attention``, ``visualize`` (hooks, feature maps, CAM); plus
+the helpers every chapter uses (``runtime``, ``data``, ``train``, ``plot``, ``measure``) and
+the paths to paper scale (``recipes``, ``distributed``, and the runner ``python -m nets.run``).
 """
 
-from . import data
-from .attention import MultiHeadAttention, SelfAttention2d, causal_mask, scaled_dot_product_attention
+from . import data, distributed, recipes, segmentation, visualize
+from .attention import (AdditiveScore, MultiHeadAttention, SelfAttention2d, attention_scores, causal_mask,
+                        scaled_dot_product_attention, sinusoidal_position_encoding)
 from .batchnorm import BatchNorm2d, fold_bn, fold_bn_eval
 from .cbam import CBAM, ChannelAttention, SpatialAttention, cbam_resnet18, cbam_resnet34, cbam_resnet50, cbam_resnet101, cbam_resnet152
 from .cifar_resnet import CifarResNet, cifar_plain, cifar_resnet
@@ -28,6 +31,6 @@ from .se import SqueezeExcitation, se_resnet18, se_resnet34, se_resnet50, se_res
 from .shufflenet import (channel_shuffle, shufflenet_v1, shufflenet_v2_x0_5, shufflenet_v2_x1_0,
                          shufflenet_v2_x1_5, shufflenet_v2_x2_0)
 from .train import History, evaluate, fit
-from .unet import UNet
+from .unet import AttentionGate, UNet
 
 __version__ = "0.1.0"

@@ -121,3 +121,17 @@ def test_gpu_check_script_is_valid_bash_and_says_when_there_is_no_gpu():
     result = subprocess.run(["bash", str(script)], env={**env(), "PY": sys.executable},
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "no CUDA device here" in result.stderr
+
+
+def test_chapter_rates_are_what_chapter_1s_stored_sweep_chose():
+    """The runner's default rates are the sweep's choice (lowest mean final training error
+    over seeds 0-2, among the rates run with all three), as chapter 1 computes it."""
+    sweep_file = ROOT / "benchmarks" / "experiments" / "results" / "ch1_degradation_sweep.jsonl"
+    sweep = [json.loads(line) for line in sweep_file.read_text().splitlines()]
+    for net, rate in run.CHAPTER_RATES.items():
+        by_rate = {}
+        for r in sweep:
+            if r["net"] == net and r["seed"] in (0, 1, 2):
+                by_rate.setdefault(r["lr"], []).append(r["train_error"])
+        full = {lr: errors for lr, errors in by_rate.items() if len(errors) == 3}
+        assert min(full, key=lambda lr: sum(full[lr])) == rate, net

@@ -48,6 +48,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 import nets
+from nets.recipes import one_cycle_run
 from nets.cifar_resnet import make_shortcut
 from nets.resnet import init_resnet_weights
 
@@ -101,13 +102,9 @@ def preact_resnet(depth: int, width: int = 8, num_classes: int = 10) -> nn.Seque
 
 
 def build(name: str) -> nn.Module:
-    kind, depth = name.split("-")
-    depth = int(depth)
-    if kind == "plain":
-        return nets.cifar_plain(depth, width=WIDTH)
-    if kind == "ResNet":
-        return nets.cifar_resnet(depth, width=WIDTH, zero_init_residual=True)
-    return preact_resnet(depth, width=WIDTH)
+    if name.startswith("preact"):
+        return preact_resnet(int(name.split("-")[1]), width=WIDTH)
+    return nets.recipes.degradation_net(name, width=WIDTH, zero_init_residual=True)
 
 
 def data():
@@ -119,14 +116,12 @@ def data():
 
 def train(name: str, lr: float, seed: int, train_set, val_loader) -> dict:
     generator = nets.seed_everything(seed)
-    batches = DataLoader(train_set, batch_size=BATCH, shuffle=True, drop_last=True, generator=generator)
     model = build(name)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=STEPS,
-                                                   pct_start=0.15, cycle_momentum=False)
     start = time.perf_counter()
-    h = nets.fit(model, batches, val_loader, epochs=EPOCHS, max_steps=STEPS, optimizer=optimizer,
-                 scheduler=schedule, device=torch.device("cpu"), quiet=True)
+    # chapter 1's recipe, the book's one copy of it (python -m nets.run degradation runs it too)
+    h, _ = one_cycle_run(model, train_set, val_loader, lr=lr, steps=STEPS, batch_size=BATCH,
+                         generator=generator, pct_start=0.15, cycle_momentum=False, drop_last=True,
+                         device=torch.device("cpu"))
     stds = response_stds(model, val_loader.dataset.images[:500])
     return {
         "net": name, "lr": lr, "seed": seed, "steps": len(h.steps), "diverged": h.diverged,
