@@ -40,7 +40,7 @@ SCORE_KINDS = ("dot", "scaled_dot", "cosine", "additive")
 
 class AdditiveScore(nn.Module):
     """The additive (Bahdanau) score of "Neural Machine Translation by Jointly Learning to
-    Align and Translate", arXiv:1409.0473, eq. (6)::
+    Align and Translate", arXiv:1409.0473, eq. (6) and Appendix A.1.2::
 
         score(q, k) = wᵀ tanh(W_q q + W_k k)
 

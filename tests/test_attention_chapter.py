@@ -96,3 +96,24 @@ def test_chapter_8_retrieval_data_and_readers():
     assert attention.weights.shape == (500, 1, 1, r.PAIRS)
     count = lambda m: sum(p.numel() for p in m.parameters())
     assert count(mlp) >= count(attention)
+
+
+def test_chapter_8_retrieval_controls():
+    """best_lr breaks ties towards the larger rate; the query-blind baseline is the mean share of
+    the most frequent value; the wide MLP of the controls is wider than the MLP arm."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks" / "experiments"))
+    import ch8_retrieval as r
+
+    runs = [dict(arm="a", lr=lr, seed=0, accuracy=1.0) for lr in r.LRS]
+    assert r.best_lr(runs, "a") == max(r.LRS)
+    runs[0]["accuracy"] = 1.5
+    assert r.best_lr(runs, "a") == r.LRS[0]
+    x = torch.zeros(2, 2 * r.PAIRS + 1, dtype=torch.long)
+    x[0, r.PAIRS:2 * r.PAIRS] = 3  # all values equal: the blind guess is always right
+    x[1, r.PAIRS:2 * r.PAIRS] = torch.arange(r.PAIRS)  # all distinct: right 1 time in PAIRS
+    assert abs(r.query_blind_accuracy(x) - (1 + 1 / r.PAIRS) / 2) < 1e-6
+    count = lambda m: sum(p.numel() for p in m.parameters())
+    assert count(r.wide_mlp()) > count(r.MLPReader())

@@ -14,9 +14,22 @@ answer is read out:
 Training: AdamW (weight decay 0.01), ``OneCycleLR`` to the peak rate over ``STEPS`` steps,
 batch ``BATCH`` from a fixed training set of ``TRAIN`` examples, trained with ``nets.fit``;
 accuracy on ``TEST`` held-out examples. The sweep gives each arm each rate of ``LRS`` with
-``SEEDS`` seeds; each arm's best rate is the one with the highest mean test accuracy.
+``SEEDS`` seeds; each arm's best rate is the one with the highest mean test accuracy, ties
+broken towards the *larger* rate (a rate that already reaches the ceiling at this budget
+learns fastest, which matters at shorter budgets).
 
-    OMP_NUM_THREADS=1 python benchmarks/experiments/ch8_retrieval.py   # about 3 minutes
+Two controls answer "the MLP is just too small / too briefly trained":
+
+* ``mlp-wide``: the MLP with ``WIDE_HIDDEN`` hidden units (about 4x the parameters), its own
+  rate sweep over ``LRS`` with ``WIDE_SEEDS``;
+* ``mlp-wide-long``: the same at its best rate with ``LONG_FACTOR`` times the steps.
+
+The query-blind baseline, the expected accuracy of answering the most frequent value among the
+``PAIRS`` values without looking at the query, is computed on the test set and stored.
+
+    OMP_NUM_THREADS=1 python benchmarks/experiments/ch8_retrieval.py           # about 8 minutes
+    OMP_NUM_THREADS=1 python benchmarks/experiments/ch8_retrieval.py --reuse   # keep the stored
+        # runs of the base sweep (deterministic at one thread) and run only what is missing
 
 writes ``results/ch8_retrieval.json`` (every run), ``.md`` (the table) and ``.png``.
 """
@@ -39,6 +52,7 @@ KEYS, VALUES, PAIRS, DIM = 16, 16, 8, 32
 TRAIN, TEST, BATCH, STEPS = 20_000, 2_000, 128, 600
 LRS = (1e-3, 3e-3, 1e-2, 3e-2)
 SEEDS = (0, 1, 2, 3, 4)
+WIDE_HIDDEN, WIDE_SEEDS, LONG_FACTOR = 256, (0, 1, 2), 5
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -102,6 +116,21 @@ class MLPReader(nn.Module):
 ARMS = {"attention": AttentionReader, "mlp": MLPReader}
 
 
+def wide_mlp() -> MLPReader:
+    return MLPReader(hidden=WIDE_HIDDEN)
+
+
+CONTROLS = {"mlp-wide": wide_mlp}  # the wider MLP of the controls (not part of ARMS)
+
+
+def query_blind_accuracy(x) -> float:
+    """Expected accuracy of a reader that ignores the query and answers the most frequent of
+    the ``PAIRS`` values of each example (ties broken at random): mean of max count / PAIRS."""
+    values = x[:, PAIRS:2 * PAIRS]
+    counts = torch.stack([(values == v).sum(1) for v in range(VALUES)], 1)  # (N, VALUES)
+    return (counts.amax(1) / PAIRS).float().mean().item()
+
+
 class SlotReader(nn.Module):
     """For the order task of chapter 8, section 5: return the value of the pair in slot ``SLOT``.
 
@@ -153,7 +182,7 @@ def train(arm: str, lr: float, seed: int, steps: int = STEPS, train_size: int = 
     train_set = TensorDataset(*make_data(train_size, seed=1000 + seed))
     test_loader = DataLoader(TensorDataset(*make_data(TEST, seed=99_999)), batch_size=500)
     generator = nets.seed_everything(seed)
-    model = ARMS[arm]()
+    model = (ARMS | CONTROLS)[arm]()
     loader = DataLoader(train_set, batch_size=BATCH, shuffle=True, generator=generator)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=steps)
@@ -164,53 +193,86 @@ def train(arm: str, lr: float, seed: int, steps: int = STEPS, train_size: int = 
     return model, nets.evaluate(model, test_loader)["metric"], seconds
 
 
-def best_lr(runs, arm: str) -> float:
-    means = {lr: statistics.mean(r["accuracy"] for r in runs if r["arm"] == arm and r["lr"] == lr)
+def best_lr(runs, arm: str, steps: int = STEPS) -> float:
+    """The rate with the highest mean accuracy; ties go to the larger rate."""
+    means = {lr: statistics.mean(r["accuracy"] for r in runs
+                                 if r["arm"] == arm and r["lr"] == lr and r.get("steps", STEPS) == steps)
              for lr in LRS}
-    return max(means, key=means.get)
+    return max(means, key=lambda lr: (means[lr], lr))
 
 
 def main() -> None:
+    import argparse
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--reuse", action="store_true", help="keep stored runs with the same (arm, lr, seed, steps)")
+    args = parser.parse_args()
     torch.set_num_threads(1)
-    params = {arm: nets.count_params(build()) for arm, build in ARMS.items()}
+    params = {arm: nets.count_params(build()) for arm, build in (ARMS | CONTROLS).items()}
     assert params["mlp"] >= params["attention"], params
+    old = {}
+    if args.reuse and (RESULTS / "ch8_retrieval.json").exists():
+        for r in json.loads((RESULTS / "ch8_retrieval.json").read_text())["runs"]:
+            old[r["arm"], r["lr"], r["seed"], r.get("steps", STEPS)] = r
     runs = []
+
+    def run(arm, lr, seed, steps):
+        if (arm, lr, seed, steps) in old:
+            r = dict(old[arm, lr, seed, steps], steps=steps)
+            print(f"{arm:13s} lr={lr:g} seed={seed} steps={steps} accuracy={r['accuracy']:.3f} (stored)", flush=True)
+        else:
+            _, acc, seconds = train(arm, lr, seed, steps=steps)
+            r = dict(arm=arm, lr=lr, seed=seed, steps=steps, accuracy=acc, seconds=round(seconds, 2))
+            print(f"{arm:13s} lr={lr:g} seed={seed} steps={steps} accuracy={acc:.3f} ({seconds:.1f} s)", flush=True)
+        runs.append(r)
+
     for arm in ARMS:
         for lr in LRS:
             for seed in SEEDS:
-                _, acc, seconds = train(arm, lr, seed)
-                runs.append(dict(arm=arm, lr=lr, seed=seed, accuracy=acc, seconds=round(seconds, 2)))
-                print(f"{arm:9s} lr={lr:g} seed={seed} accuracy={acc:.3f} ({seconds:.1f} s)", flush=True)
+                run(arm, lr, seed, STEPS)
+    for lr in LRS:
+        for seed in WIDE_SEEDS:
+            run("mlp-wide", lr, seed, STEPS)
+    best = {arm: best_lr(runs, arm) for arm in ARMS | CONTROLS}
+    for seed in WIDE_SEEDS:
+        run("mlp-wide", best["mlp-wide"], seed, LONG_FACTOR * STEPS)
+    blind = query_blind_accuracy(make_data(TEST, seed=99_999)[0])
     RESULTS.mkdir(exist_ok=True)
-    best = {arm: best_lr(runs, arm) for arm in ARMS}
     config = dict(keys=KEYS, values=VALUES, pairs=PAIRS, dim=DIM, train=TRAIN, test=TEST, batch=BATCH,
                   steps=STEPS, lrs=LRS, seeds=SEEDS, params=params, best_lr=best,
-                  torch=torch.__version__, threads=1)
+                  wide_hidden=WIDE_HIDDEN, wide_seeds=WIDE_SEEDS, long_steps=LONG_FACTOR * STEPS,
+                  query_blind=blind, torch=torch.__version__, threads=1)
     (RESULTS / "ch8_retrieval.json").write_text(json.dumps(dict(config=config, runs=runs), indent=1))
     lines = [f"# Key-value retrieval: attention vs MLP ({PAIRS} pairs, chance {1 / VALUES:.4f})", "",
              f"{STEPS} AdamW + OneCycleLR steps, batch {BATCH}, {TRAIN} training examples, "
              f"{TEST} test examples, seeds {list(SEEDS)}, 1 thread, torch {torch.__version__}.", "",
-             "| arm | params | lr | mean test accuracy | min | max |", "|---|---|---|---|---|---|"]
-    for arm in ARMS:
-        for lr in LRS:
-            accs = [r["accuracy"] for r in runs if r["arm"] == arm and r["lr"] == lr]
-            mark = " (best)" if lr == best[arm] else ""
-            lines.append(f"| {arm} | {params[arm]:,} | {lr:g}{mark} | {statistics.mean(accs):.3f} | "
-                         f"{min(accs):.3f} | {max(accs):.3f} |")
+             f"Best rate: highest mean, ties to the larger rate. Query-blind baseline (most frequent "
+             f"value, query ignored): {blind:.3f}.", "",
+             "| arm | params | steps | lr | seeds | mean test accuracy | min | max |",
+             "|---|---|---|---|---|---|---|---|"]
+    for arm, lr, steps in sorted({(r["arm"], r["lr"], r["steps"]) for r in runs},
+                                 key=lambda t: (list(ARMS | CONTROLS).index(t[0]), t[2], t[1])):
+        accs = [r["accuracy"] for r in runs if (r["arm"], r["lr"], r["steps"]) == (arm, lr, steps)]
+        mark = " (best)" if lr == best[arm] and steps == STEPS else ""
+        lines.append(f"| {arm} | {params[arm]:,} | {steps} | {lr:g}{mark} | {len(accs)} | {statistics.mean(accs):.3f} | "
+                     f"{min(accs):.3f} | {max(accs):.3f} |")
     (RESULTS / "ch8_retrieval.md").write_text("\n".join(lines) + "\n")
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for arm, marker in zip(ARMS, "os"):
+    for arm, marker, color in zip(ARMS | CONTROLS, "os^", ("C0", "C1", "C2")):
         for lr in LRS:
-            accs = [r["accuracy"] for r in runs if r["arm"] == arm and r["lr"] == lr]
-            ax.scatter([lr] * len(accs), accs, marker=marker, alpha=0.6, color="C0" if arm == "attention" else "C1",
+            accs = [r["accuracy"] for r in runs if r["arm"] == arm and r["lr"] == lr and r["steps"] == STEPS]
+            ax.scatter([lr] * len(accs), accs, marker=marker, alpha=0.6, color=color,
                        label=f"{arm} ({params[arm]:,} params)" if lr == LRS[0] else None)
+    long = [r for r in runs if r["steps"] != STEPS]
+    ax.scatter([r["lr"] for r in long], [r["accuracy"] for r in long], marker="v", color="C3", alpha=0.6,
+               label=f"mlp-wide, {LONG_FACTOR * STEPS} steps")
+    ax.axhline(blind, ls="--", color="C1", lw=1, label="query-blind baseline")
     ax.axhline(1 / VALUES, ls=":", color="gray", label="chance")
     ax.set(xscale="log", xlabel="peak learning rate", ylabel="test accuracy",
            title=f"key-value retrieval, {len(SEEDS)} seeds per point")
-    ax.legend()
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(RESULTS / "ch8_retrieval.png", dpi=120)
     print("\n".join(lines))
