@@ -20,9 +20,10 @@ learns fastest, which matters at shorter budgets).
 
 Two controls answer "the MLP is just too small / too briefly trained":
 
-* ``mlp-wide``: the MLP with ``WIDE_HIDDEN`` hidden units (about 4x the parameters), its own
+* ``mlp-wide``: the MLP with ``WIDE_HIDDEN`` hidden units (about 6x the MLP arm's parameters), its own
   rate sweep over ``LRS`` with ``WIDE_SEEDS``;
-* ``mlp-wide-long``: the same at its best rate with ``LONG_FACTOR`` times the steps.
+* the same at its best rate with ``LONG_FACTOR`` times the steps (stored as arm ``mlp-wide``
+  with ``steps`` = ``LONG_FACTOR * STEPS``).
 
 The query-blind baseline, the expected accuracy of answering the most frequent value among the
 ``PAIRS`` values without looking at the query, is computed on the test set and stored.
