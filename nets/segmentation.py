@@ -4,8 +4,10 @@
   per class: Dice ``2|P∩T| / (|P| + |T|)`` (the F1 score of the pixels) and IoU (Jaccard)
   ``|P∩T| / |P∪T|``. The two are monotone in each other: ``IoU = Dice / (2 − Dice)``.
 * :func:`soft_dice_loss` and :class:`DiceCELoss` — Dice on softmax probabilities instead of
-  hard labels (Milletari et al. 2016, V-Net, arXiv:1606.04797), alone or added to cross
-  entropy, as U-Net's successors train (e.g. nnU-Net).
+  hard labels (soft Dice: Milletari et al. 2016, V-Net, arXiv:1606.04797, whose binary
+  form squares the terms in the denominator, ``2Σpg / (Σp² + Σg²)``; we use the unsquared,
+  class-averaged, batch-pooled form with a smoothing ``eps``, as nnU-Net does), alone or
+  added to cross entropy, as U-Net's successors train (e.g. nnU-Net).
 * :func:`boundary_f_score` — precision and recall of the predicted object *edges* against
   the true ones, each edge pixel counting as matched when the other edge lies within
   ``tolerance`` pixels (the boundary F-measure of Martin et al. 2004, used by the DAVIS
@@ -75,7 +77,9 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0,
                    ignore_background: bool = False) -> torch.Tensor:
     """``1 − mean_c 2Σ p_c g_c / (Σ p_c + Σ g_c)`` with ``p = softmax(logits)`` and ``g``
     the one-hot target, sums over the batch and all pixels ("batch Dice"), ``eps`` added to
-    numerator and denominator so empty classes score 1 instead of 0/0.
+    numerator and denominator so empty classes score 1 instead of 0/0. This is nnU-Net's
+    unsquared, class-averaged variant; V-Net's original (Milletari et al. 2016) is binary,
+    has no ``eps`` and squares the denominator terms, ``2Σ p g / (Σ p² + Σ g²)``.
     ``logits (N, C, H, W)``, ``target (N, H, W)`` int64 → a scalar."""
     if logits.dim() != 4 or target.dim() != 3 or logits.shape[0] != target.shape[0] \
             or logits.shape[2:] != target.shape[1:]:

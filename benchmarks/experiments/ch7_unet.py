@@ -10,7 +10,7 @@ base_width=8, depth=3)`` (121,186 parameters). The arms:
 * ``no skips, CE+Dice``  ``UNet(..., skip_connections=False)``: the same layers and parameter
                          count, zeros joined in place of the encoder maps;
 * ``attention, CE+Dice`` ``UNet(..., gate_layer=AttentionGate)`` (Attention U-Net's gates on
-                         the three skips, +1,1xx parameters).
+                         the three skips, +1,403 parameters: 122,589 in all).
 
 Budget: ``STEPS`` Adam steps of batch ``BATCH`` on ``N_TRAIN`` images, one-cycle schedule to
 the peak rate (PyTorch's ``OneCycleLR`` defaults). Protocol: the peak rate is swept over
