@@ -8,8 +8,9 @@
 The last command is the ResNet paper's CIFAR-10 Fig. 6 setting (§4.2): the plain and
 residual nets of 20–56 layers at width 16, batch 128, SGD with lr 0.1, momentum 0.9, weight
 decay 1e-4, the rate ÷10 at 32k and 48k of 64k iterations, 4-pixel-padding crops and flips.
-(The paper trains on 45k images and validates on 5k; here the 50k training images are used
-and the 10k test images are the validation set.) Under torchrun the global batch stays 128:
+(The paper trains on 45k images and validates on 5k, and subtracts the per-pixel mean; here
+the 50k training images are used, the 10k test images are the validation set, and pixels
+stay in [0, 1].) Under torchrun the global batch stays 128:
 each of K processes takes 128 / K.
 
 Recipes:
