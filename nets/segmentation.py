@@ -31,7 +31,8 @@ __all__ = ["dice_per_class", "iou_per_class", "soft_dice_loss", "DiceCELoss",
            "unet_context"]
 
 
-def _check_labels(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> None:
+def _check_label_maps(pred: torch.Tensor, target: torch.Tensor) -> None:
+    """Both tensors of integer class indices with one shape (label maps, not logits)."""
     if not isinstance(pred, torch.Tensor) or not isinstance(target, torch.Tensor):
         raise ValueError("pred and target must be tensors of class indices")
     if pred.shape != target.shape:
@@ -40,6 +41,10 @@ def _check_labels(pred: torch.Tensor, target: torch.Tensor, num_classes: int) ->
                          f"pass logits.argmax(1) as pred")
     if pred.is_floating_point() or target.is_floating_point():
         raise ValueError("pred and target must be integer class indices (use logits.argmax(1))")
+
+
+def _check_labels(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> None:
+    _check_label_maps(pred, target)
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     for name, t in (("pred", pred), ("target", target)):
@@ -145,11 +150,7 @@ def boundary_f_score(pred: torch.Tensor, target: torch.Tensor,
     fraction of true edge pixels within ``tolerance`` of a predicted one. Edges are
     :func:`boundary_map` of each map (between any two labels), pooled over the batch. With
     no edges on either side the score is 1; with edges on one side only, 0."""
-    if pred.shape != target.shape:
-        raise ValueError(f"pred and target must have the same shape, got "
-                         f"{tuple(pred.shape)} and {tuple(target.shape)}")
-    if pred.is_floating_point() or target.is_floating_point():
-        raise ValueError("pred and target must be integer label maps (use logits.argmax(1))")
+    _check_label_maps(pred, target)
     if not isinstance(tolerance, int) or tolerance < 0:
         raise ValueError(f"tolerance must be a non-negative int (pixels), got {tolerance!r}")
     bp, bt = boundary_map(pred), boundary_map(target)
@@ -171,11 +172,7 @@ def error_by_distance(pred: torch.Tensor, target: torch.Tensor,
     pixels at Chebyshev distance exactly ``d`` from :func:`boundary_map` of ``target``
     (``d = 0``: on the edge), the last bin everything at ``max_distance`` or farther.
     A net that blurs outlines errs near the edge; one that misses objects errs everywhere."""
-    if pred.shape != target.shape:
-        raise ValueError(f"pred and target must have the same shape, got "
-                         f"{tuple(pred.shape)} and {tuple(target.shape)}")
-    if pred.is_floating_point() or target.is_floating_point():
-        raise ValueError("pred and target must be integer label maps (use logits.argmax(1))")
+    _check_label_maps(pred, target)
     if not isinstance(max_distance, int) or max_distance < 1:
         raise ValueError(f"max_distance must be a positive int, got {max_distance!r}")
     edge = boundary_map(target)
