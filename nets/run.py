@@ -149,7 +149,7 @@ def degradation(args, dev: torch.device) -> List[dict]:
                             "train_error": 1 - history.last("metric", 50),
                             "val_error": 1 - history["val_metric"][-1], "seconds": seconds,
                             "diverged": history.diverged, "epochs": history.epochs,
-                            "steps_history": history.steps})
+                            "history": history})
             if distributed.is_main():
                 print(f"{name:>10} seed {seed}: training error {records[-1]['train_error']:.3f}, "
                       f"validation error {records[-1]['val_error']:.3f}, {seconds:.0f} s", flush=True)
@@ -160,27 +160,24 @@ def write(records: List[dict], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "degradation.jsonl", "w") as f:
         for r in records:
-            f.write(json.dumps({k: v for k, v in r.items() if k != "steps_history"}) + "\n")
+            f.write(json.dumps({k: v for k, v in r.items() if k != "history"}) + "\n")
     with open(out / "degradation_steps.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["net", "seed", "step", "loss", "train_error"])
         for r in records:
-            for s in r["steps_history"]:
+            for s in r["history"].steps:
                 writer.writerow([r["net"], r["seed"], s["step"], f"{s['loss']:.6g}", f"{1 - s['metric']:.6g}"])
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .plot import smooth
+    from .plot import plot_history
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    for r in records:
-        errors = [1 - s["metric"] for s in r["steps_history"]]
-        window = max(1, len(errors) // 40)
-        ax.plot(range(1, len(errors) + 1), smooth(errors, window),
-                linestyle="--" if r["net"].startswith("plain") else "-",
-                label=f"{r['net']} (seed {r['seed']})")
+    window = max(1, max(len(r["history"].steps) for r in records) // 40)
+    plot_history({f"{r['net']} (seed {r['seed']})": r["history"] for r in records}, key="metric",
+                 error=True, window=window, ax=ax)
     ax.set_xlabel("step")
-    ax.set_ylabel("training error (smoothed)")
+    ax.set_ylabel("training error of the batch (smoothed)")
     ax.set_title(f"degradation, {records[0]['recipe']} recipe on {records[0]['data']}")
     ax.grid(alpha=0.3)
     ax.legend(frameon=False, fontsize=7)
