@@ -58,7 +58,15 @@ def test_channels_last_keeps_the_numbers(float32_run):
     assert history["loss"][:3] == pytest.approx(reference["loss"][:3], rel=1e-4)
 
 
-def test_compile_gives_the_eager_losses():
+def test_compile_gives_the_eager_losses(monkeypatch):
+    compiled = []
+    real_compile = torch.compile
+
+    def spy(model, *args, **kwargs):          # equal losses alone would not show it compiled
+        compiled.append(model)
+        return real_compile(model, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "compile", spy)
     torch.manual_seed(0)
     x, y = torch.randn(64, 8), torch.randint(0, 3, (64,))
 
@@ -69,6 +77,7 @@ def test_compile_gives_the_eager_losses():
                         quiet=True, device=CPU, **switches)
 
     assert run(compile=True)["loss"] == pytest.approx(run()["loss"], rel=1e-5)
+    assert len(compiled) == 1
 
 
 def test_unknown_precision_is_refused():
